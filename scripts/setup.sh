@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing moe needs on a fresh Debian machine:
+# Debian packages through apt-get, Python packages through pip. Idempotent:
+# installs only what is missing.
+set -euo pipefail
+
+need_deb=()
+for pkg in cmake make gcc clang libcmocka-dev libjansson-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_deb+=("$pkg")
+done
+if ((${#need_deb[@]})); then
+  echo "setup: installing Debian packages: ${need_deb[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_deb[@]}"
+fi
+
+# Python packages for the fixture writers, the binding's tests and plots.
+if command -v python3 >/dev/null 2>&1; then
+  need_py=()
+  for mod in numpy safetensors ml_dtypes pytest; do
+    python3 -c "import $mod" >/dev/null 2>&1 || need_py+=("$mod")
+  done
+  if ((${#need_py[@]})); then
+    echo "setup: installing Python packages: ${need_py[*]}"
+    python3 -m pip install -q "${need_py[@]}"
+  fi
+fi

@@ -151,8 +151,8 @@ typedef struct moe_layer moe_layer;
 typedef struct moe_plan moe_plan;
 
 typedef struct moe_context_options {
-  int num_threads;  /* CPU threads; 0: all cores */
-  int cuda_device;  /* CUDA device ordinal; default 0 */
+  int num_threads; /* CPU threads; 0: all cores */
+  int cuda_device; /* CUDA device ordinal; default 0 */
   /* What-if device for planning, e.g. "sm_121" or "cpu"; NULL reads the
    * MOE_DEVICE environment variable, "" means the real machine. */
   const char *device_override;
@@ -168,7 +168,7 @@ int moe_version_number(void);         /* MOE_VERSION_NUMBER of the library */
  * "backends: cpu-avx512 cpu-avx2 cpu-ref cuda-mma\ncuda-archs: 80 86 ..." */
 const char *moe_build_info(void);
 const char *moe_status_string(moe_status s); /* "MOE_ERR_UNSUPPORTED" ... */
-const char *moe_dtype_name(moe_dtype d);           /* "bf16"; NULL if bad */
+const char *moe_dtype_name(moe_dtype d);     /* "bf16"; NULL if bad */
 const char *moe_activation_name(moe_activation a); /* "relu2"; NULL if bad */
 
 /* ---- context ---- */
@@ -218,9 +218,9 @@ moe_status moe_forward_routed(moe_layer *layer, const void *x,
 /* ---- planning and its explanation ---- */
 typedef enum moe_verdict {
   MOE_VERDICT_CHOSEN = 0,
-  MOE_VERDICT_REJECTED = 1,    /* its support rows or a quirk exclude it */
+  MOE_VERDICT_REJECTED = 1,     /* its support rows or a quirk exclude it */
   MOE_VERDICT_FAILED_CHECK = 2, /* self-check failed (error or mismatch) */
-  MOE_VERDICT_NOT_TRIED = 3    /* a better backend was chosen first */
+  MOE_VERDICT_NOT_TRIED = 3     /* a better backend was chosen first */
 } moe_verdict;
 
 typedef struct moe_plan_entry {
@@ -230,15 +230,17 @@ typedef struct moe_plan_entry {
 } moe_plan_entry;
 
 /* Plans without weights (what-if): which backend would serve desc for
- * tensors in `memory` on the context's (possibly overridden) device. */
+ * tensors in `memory` on the context's (possibly overridden) device. Runs no
+ * self-check. Returns MOE_ERR_UNSUPPORTED when no backend (or not the one
+ * requested) can serve; *out is set then too, so that its explanation can
+ * be read, and must be destroyed. */
 moe_status moe_plan_create(moe_context *ctx, const moe_layer_desc *desc,
                            moe_memory memory, moe_plan **out);
 void moe_plan_destroy(moe_plan *plan);
 /* Chosen backend name, or NULL when none can serve. */
 const char *moe_plan_backend(const moe_plan *plan);
 int moe_plan_num_entries(const moe_plan *plan);
-moe_status moe_plan_entry_get(const moe_plan *plan, int i,
-                              moe_plan_entry *out);
+moe_status moe_plan_entry_get(const moe_plan *plan, int i, moe_plan_entry *out);
 /* 1 when an explicitly requested backend could not serve and another was
  * used because allow_fallback was set. */
 int moe_plan_fell_back(const moe_plan *plan);

@@ -34,13 +34,13 @@ enum {
 typedef struct moe_device {
   /* GPU (is_cuda = 1): a real device or a what-if one (overridden = 1). */
   int is_cuda;
-  int overridden;   /* figures come from the known-device table */
-  int runnable;     /* 1 when kernels can actually be launched */
-  int ordinal;      /* CUDA device ordinal */
-  int sm;           /* major * 10 + minor: 90, 120, 121 ... */
-  int sms;          /* multiprocessors */
-  int smem_optin;   /* shared memory per block after opt-in, bytes */
-  int l2_bytes;     /* L2 cache, bytes */
+  int overridden;    /* figures come from the known-device table */
+  int runnable;      /* 1 when kernels can actually be launched */
+  int ordinal;       /* CUDA device ordinal */
+  int sm;            /* major * 10 + minor: 90, 120, 121 ... */
+  int sms;           /* multiprocessors */
+  int smem_optin;    /* shared memory per block after opt-in, bytes */
+  int l2_bytes;      /* L2 cache, bytes */
   double mem_bw_gbs; /* datasheet memory bandwidth, GB/s (0 unknown) */
   char name[96];
   /* CPU (always filled). */
@@ -51,10 +51,10 @@ typedef struct moe_device {
 
 /* Device predicates, named as what they are. */
 typedef enum moe_pred_kind {
-  MOE_PRED_CPU = 0,      /* the host CPU with all of `cpu_features` */
-  MOE_PRED_EXACT = 1,    /* exact(sm): this capability only */
-  MOE_PRED_FAMILY = 2,   /* family(sm): same major capability */
-  MOE_PRED_AT_LEAST = 3  /* at_least(sm): this capability or newer */
+  MOE_PRED_CPU = 0,     /* the host CPU with all of `cpu_features` */
+  MOE_PRED_EXACT = 1,   /* exact(sm): this capability only */
+  MOE_PRED_FAMILY = 2,  /* family(sm): same major capability */
+  MOE_PRED_AT_LEAST = 3 /* at_least(sm): this capability or newer */
 } moe_pred_kind;
 
 typedef struct moe_device_pred {
@@ -101,15 +101,19 @@ typedef struct moe_shape {
   int E;       /* global experts */
   int E_local; /* experts whose weights are here */
   int k;
-  int H, I, N1;   /* N1 = 2I gated, I plain */
-  int Is, N1s;    /* shared expert (0 when none) */
+  int H, I, N1; /* N1 = 2I gated, I plain */
+  int Is, N1s;  /* shared expert (0 when none) */
   moe_activation act;
   int gated;
   float swiglu_alpha, swiglu_limit; /* defaults filled in */
   moe_dtype dtype;
-  moe_routing routing;           /* scaling factor filled in (never 0) */
-  const int32_t *expert_map;     /* NULL or E entries (owned by the layer) */
-  int max_tokens;                /* > 0 */
+  moe_routing routing;       /* scaling factor filled in (never 0) */
+  const int32_t *expert_map; /* NULL or E entries (owned by the layer) */
+  int max_tokens;            /* > 0 */
+  /* Which optional tensors the layer's weights carry (the self-check builds
+   * its tiny problem with the same ones). */
+  int has_expert_bias;     /* w13_bias and/or w2_bias */
+  int has_correction_bias; /* routing correction bias */
 } moe_shape;
 
 /* What a backend gets from the context. */
@@ -137,7 +141,7 @@ typedef struct moe_batch {
   const int32_t *ids;   /* [M][k] or NULL */
   const float *weights; /* [M][k] or NULL */
   int M;
-  void *out;            /* [M][H] dtype */
+  void *out; /* [M][H] dtype */
 } moe_batch;
 
 typedef struct moe_backend {
@@ -157,13 +161,12 @@ typedef struct moe_backend {
   /* Builds the backend's state for one layer: packs weights, allocates the
    * workspace for shape->max_tokens. */
   moe_status (*create)(const moe_backend_env *env, const moe_shape *shape,
-                       const moe_weights *w, void **impl, char *msg,
-                       size_t n);
+                       const moe_weights *w, void **impl, char *msg, size_t n);
   void (*destroy)(void *impl);
   moe_status (*route)(void *impl, const float *logits, int M, int32_t *ids,
                       float *weights, void *stream, char *msg, size_t n);
-  moe_status (*forward)(void *impl, const moe_batch *b, void *stream,
-                        char *msg, size_t n);
+  moe_status (*forward)(void *impl, const moe_batch *b, void *stream, char *msg,
+                        size_t n);
 } moe_backend;
 
 /* Every backend compiled into this build, in priority order. */
@@ -174,7 +177,7 @@ const moe_backend *moe_backend_find(const char *name);
 float moe_bf16_to_f32(uint16_t h);
 uint16_t moe_f32_to_bf16(float f); /* round to nearest even, NaN kept */
 float moe_f16_to_f32(uint16_t h);
-uint16_t moe_f32_to_f16(float f);  /* round to nearest even */
+uint16_t moe_f32_to_f16(float f); /* round to nearest even */
 size_t moe_dtype_size(moe_dtype d);
 float moe_load_elem(const void *p, size_t i, moe_dtype d);
 void moe_store_elem(void *p, size_t i, moe_dtype d, float v);

@@ -9,7 +9,9 @@ static moe_status host_alloc(void **p, size_t bytes) {
   return *p ? MOE_OK : MOE_ERR_OUT_OF_MEMORY;
 }
 
-static void host_release(void *p) { free(p); }
+static void host_release(void *p) {
+  free(p);
+}
 
 static moe_status host_copy(void *dst, const void *src, size_t bytes) {
   if (bytes) memcpy(dst, src, bytes);
@@ -21,7 +23,9 @@ static moe_status host_fill(void *dst, int byte, size_t bytes) {
   return MOE_OK;
 }
 
-static moe_status host_sync(void) { return MOE_OK; }
+static moe_status host_sync(void) {
+  return MOE_OK;
+}
 
 const moe_memops moe_memops_host = {
     MOE_MEMORY_HOST, host_alloc, host_release, host_copy,

@@ -1,6 +1,6 @@
 /*
  * cuda_backends.h - the CUDA backends and the CUDA memory space, as seen by
- * the C front end. Implemented in src/cuda/*.cu behind extern "C".
+ * the C front end. Implemented in the .cu files of src/cuda, behind extern "C".
  */
 #ifndef MOE_CUDA_BACKENDS_H
 #define MOE_CUDA_BACKENDS_H

@@ -1,0 +1,526 @@
+/*
+ * backend_mma.cu - the cuda-mma backend: the portable tensor-core path for
+ * every NVIDIA GPU from sm_80 on. Support rows, the instantiation check,
+ * the workspace (allocated once, at create) and the per-call orchestration:
+ *
+ *   [route +] permute -> gemm1 (+ shared) [-> act_reduce] -> gemm2 (+ shared)
+ *   -> combine
+ *
+ * Every launch is stream-ordered on the caller's stream, nothing is
+ * allocated or synchronised per call, so a forward can be captured in a
+ * CUDA graph. Launch shapes depend only on M and the layer shape (host
+ * values); per-expert counts stay on the device.
+ */
+#include "common.cuh"
+#include "cuda_backends.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- support rows: data the planner reads ---- */
+#define MMA_DTYPE_BITS (MOE_BIT(MOE_DTYPE_BF16) | MOE_BIT(MOE_DTYPE_F16))
+static const moe_support_row mma_rows[] = {
+    /* device, dtypes, activations, gating, align H, align I, max E, smem */
+    {{MOE_PRED_AT_LEAST, 80, 0},
+     MMA_DTYPE_BITS,
+     MMA_ACTS_GATED,
+     MOE_GATING_GATED,
+     1,
+     1,
+     MMA_ROUTE_MAX_E,
+     MMA_MAX_SMEM},
+    {{MOE_PRED_AT_LEAST, 80, 0},
+     MMA_DTYPE_BITS,
+     MMA_ACTS_PLAIN,
+     MOE_GATING_PLAIN,
+     1,
+     1,
+     MMA_ROUTE_MAX_E,
+     MMA_MAX_SMEM},
+};
+
+/* ---- is there an image for sm, and an instantiation for the row? ---- */
+
+/* arch token "90a" / "100f" / "86": usable on sm as SASS? */
+static int sass_usable(const char *tok, int len, int sm) {
+  int num = 0, i = 0;
+  while (i < len && tok[i] >= '0' && tok[i] <= '9')
+    num = num * 10 + tok[i++] - '0';
+  if (i == len || tok[i] == 'a') return num == sm;
+  if (tok[i] == 'f') return num / 10 == sm / 10 && sm >= num;
+  return 0;
+}
+
+static int image_for(int sm) {
+  const char *p = MOE_CUDA_ARCH_LIST;
+  while (*p) {
+    while (*p == ' ' || *p == ';')
+      p++;
+    const char *q = p;
+    while (*q && *q != ' ' && *q != ';')
+      q++;
+    if (q > p && sass_usable(p, (int)(q - p), sm)) return 1;
+    p = q;
+  }
+  /* PTX of the oldest arch: JIT-compiled by the driver on anything newer
+   * (arch-specific PTX, "90a", only on that exact arch). */
+  const char *x = MOE_PTX_ARCH;
+  int num = 0, i = 0;
+  while (x[i] >= '0' && x[i] <= '9')
+    num = num * 10 + x[i++] - '0';
+  if (num == 0) return 0;
+  if (x[i] == 'a') return sm == num;
+  if (x[i] == 'f') return num / 10 == sm / 10 && sm >= num;
+  return sm >= num;
+}
+
+static int table_has(const mma_inst *t, int n, moe_dtype dt, moe_activation a,
+                     int gated) {
+  for (int i = 0; i < n; i++)
+    if (t[i].dtype == dt &&
+        ((gated ? t[i].acts_gated : t[i].acts_plain) & MOE_BIT(a)))
+      return 1;
+  return 0;
+}
+
+static int mma_kernel_compiled(int sm, moe_dtype dt, moe_activation act,
+                               int gated) {
+  if (sm < 80 || !image_for(sm)) return 0;
+  const mma_inst *t1, *t2;
+  int n1 = mma_gemm1_instances(&t1), n2 = mma_gemm2_instances(&t2);
+  return table_has(t1, n1, dt, act, gated) && table_has(t2, n2, dt, act, gated);
+}
+
+/* ---- errors ---- */
+static moe_status cuda_fail(cudaError_t e, const char *what, char *msg,
+                            size_t n) {
+  (void)cudaGetLastError(); /* clear a non-sticky error */
+  snprintf(msg, n, "cuda-mma: %s: %s (%s)", what, cudaGetErrorString(e),
+           cudaGetErrorName(e));
+  if (e == cudaErrorNoKernelImageForDevice ||
+      e == cudaErrorInvalidDeviceFunction)
+    return MOE_ERR_NO_KERNEL_IMAGE;
+  if (e == cudaErrorMemoryAllocation) return MOE_ERR_OUT_OF_MEMORY;
+  return MOE_ERR_DEVICE;
+}
+#define CK(call, what)                                                         \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) return cuda_fail(e_, what, msg, n);                 \
+  } while (0)
+
+static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
+  (void)dev;
+  CK(mma_gemm_probe(), "cudaFuncGetAttributes(grouped GEMM)");
+  return MOE_OK;
+}
+
+/* ---- per-layer state ---- */
+#define MMA_SPLIT_MAX 8
+#define MMA_SPLIT_ROWS 128
+
+typedef struct mma_impl {
+  moe_shape s;
+  int sms;
+  const void *w13, *w2, *sw13, *sw2;
+  const float *b13, *b2, *cbias;
+  int32_t *emap;     /* device [E] or NULL */
+  int Mc, P;         /* tokens and pairs per chunk */
+  int SRp, SRt;      /* split-K row capacity (pairs, tokens) */
+  long long Ip, Isp; /* act row strides (multiples of 8) */
+  void *ws;          /* one allocation; the rest point into it */
+  int32_t *ids, *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
+  int32_t *row_expert, *tiles, *n_tiles;
+  float *wts;
+  void *act, *act_sh;
+  float *Y0, *Yx, *Ysh0, *Yshx, *P1, *P1s;
+} mma_impl;
+
+static void mma_destroy(void *p) {
+  mma_impl *L = (mma_impl *)p;
+  if (!L) return;
+  if (L->ws) (void)cudaFree(L->ws);
+  if (L->emap) (void)cudaFree(L->emap);
+  free(L);
+}
+
+static size_t carve(size_t *off, size_t bytes) {
+  size_t at = *off;
+  *off += (bytes + 255) & ~(size_t)255;
+  return at;
+}
+
+static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
+                             const moe_weights *w, void **impl, char *msg,
+                             size_t n) {
+  *impl = NULL;
+  if (w->memory != MOE_MEMORY_CUDA) {
+    snprintf(msg, n, "cuda-mma: weights must be in CUDA device memory");
+    return MOE_ERR_INVALID_ARGUMENT;
+  }
+  if (s->dtype != MOE_DTYPE_BF16 && s->dtype != MOE_DTYPE_F16) {
+    snprintf(msg, n, "cuda-mma: dtype %s has no kernel (bf16, f16 only)",
+             moe_dtype_name(s->dtype));
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (!(MOE_BIT(s->act) & (s->gated ? MMA_ACTS_GATED : MMA_ACTS_PLAIN))) {
+    snprintf(msg, n, "cuda-mma: %s %s has no kernel",
+             s->gated ? "gated" : "plain", moe_activation_name(s->act));
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (s->E > MMA_ROUTE_MAX_E || s->E_local > MMA_ROUTE_MAX_E ||
+      s->routing.n_group > MMA_ROUTE_MAX_GROUPS) {
+    snprintf(msg, n, "cuda-mma: E = %d, n_group = %d: at most %d and %d", s->E,
+             s->routing.n_group, MMA_ROUTE_MAX_E, MMA_ROUTE_MAX_GROUPS);
+    return MOE_ERR_UNSUPPORTED;
+  }
+  mma_impl *L = (mma_impl *)calloc(1, sizeof *L);
+  if (!L) {
+    snprintf(msg, n, "cuda-mma: out of host memory");
+    return MOE_ERR_OUT_OF_MEMORY;
+  }
+  L->s = *s;
+  L->s.expert_map = NULL;
+  L->w13 = w->w13;
+  L->w2 = w->w2;
+  L->sw13 = s->Is ? w->shared_w13 : NULL;
+  L->sw2 = s->Is ? w->shared_w2 : NULL;
+  L->b13 = w->w13_bias;
+  L->b2 = w->w2_bias;
+  L->cbias =
+      s->routing.scoring == MOE_SCORING_SIGMOID ? w->correction_bias : NULL;
+  L->sms = env && env->device && env->device->sms > 0 ? env->device->sms : 0;
+  moe_status st = MOE_OK;
+#define CKL(call, what)                                                        \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      st = cuda_fail(e_, what, msg, n);                                        \
+      mma_destroy(L);                                                          \
+      return st;                                                               \
+    }                                                                          \
+  } while (0)
+  if (!L->sms) {
+    int dev = 0;
+    CKL(cudaGetDevice(&dev), "cudaGetDevice");
+    CKL(cudaDeviceGetAttribute(&L->sms, cudaDevAttrMultiProcessorCount, dev),
+        "cudaDeviceGetAttribute");
+  }
+  CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
+  CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");
+  CKL(mma_route_prepare(), "cudaFuncSetAttribute(route)");
+  if (s->expert_map) {
+    CKL(cudaMalloc((void **)&L->emap, (size_t)s->E * sizeof(int32_t)),
+        "cudaMalloc(expert_map)");
+    CKL(cudaMemcpy(L->emap, s->expert_map, (size_t)s->E * sizeof(int32_t),
+                   cudaMemcpyHostToDevice),
+        "cudaMemcpy(expert_map)");
+  }
+
+  const size_t es = moe_dtype_size(s->dtype);
+  const long long Mc = s->max_tokens, P = Mc * s->k;
+  L->Mc = (int)Mc;
+  L->P = (int)P;
+  L->SRp = P < MMA_SPLIT_ROWS ? (int)P : MMA_SPLIT_ROWS;
+  L->SRt = Mc < MMA_SPLIT_ROWS ? (int)Mc : MMA_SPLIT_ROWS;
+  L->Ip = ((long long)s->I + 7) / 8 * 8;
+  L->Isp = ((long long)s->Is + 7) / 8 * 8;
+  const long long H = s->H, El = s->E_local;
+  size_t off = 0, o[20];
+  o[0] = carve(&off, P * 4);                                   /* ids */
+  o[1] = carve(&off, P * 4);                                   /* wts */
+  o[2] = carve(&off, P * 4);                                   /* pair_e */
+  o[3] = carve(&off, P * 4);                                   /* rank */
+  o[4] = carve(&off, (El + 1) * 4);                            /* offsets */
+  o[5] = carve(&off, P * 4);                                   /* sorted_pair */
+  o[6] = carve(&off, P * 4);                                   /* sorted_tok */
+  o[7] = carve(&off, P * 4);                                   /* row_expert */
+  o[8] = carve(&off, 2 * (P + El) * 4);                        /* tiles */
+  o[9] = carve(&off, 4);                                       /* n_tiles */
+  o[10] = carve(&off, P * L->Ip * es);                         /* act */
+  o[11] = carve(&off, s->Is ? Mc * L->Isp * es : 0);           /* act_sh */
+  o[12] = carve(&off, P * H * 4);                              /* Y0 */
+  o[13] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * H * 4); /* Yx */
+  o[14] = carve(&off, s->Is ? Mc * H * 4 : 0);                 /* Ysh0 */
+  o[15] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * H * 4 : 0);
+  o[16] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * s->N1 * 4); /* P1 */
+  o[17] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * s->N1s * 4
+                            : 0); /* P1s */
+  CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
+  char *b = (char *)L->ws;
+  L->ids = (int32_t *)(b + o[0]);
+  L->wts = (float *)(b + o[1]);
+  L->pair_e = (int32_t *)(b + o[2]);
+  L->rank = (int32_t *)(b + o[3]);
+  L->offsets = (int32_t *)(b + o[4]);
+  L->sorted_pair = (int32_t *)(b + o[5]);
+  L->sorted_tok = (int32_t *)(b + o[6]);
+  L->row_expert = (int32_t *)(b + o[7]);
+  L->tiles = (int32_t *)(b + o[8]);
+  L->n_tiles = (int32_t *)(b + o[9]);
+  L->act = b + o[10];
+  L->act_sh = s->Is ? b + o[11] : NULL;
+  L->Y0 = (float *)(b + o[12]);
+  L->Yx = (float *)(b + o[13]);
+  L->Ysh0 = s->Is ? (float *)(b + o[14]) : NULL;
+  L->Yshx = s->Is ? (float *)(b + o[15]) : NULL;
+  L->P1 = (float *)(b + o[16]);
+  L->P1s = s->Is ? (float *)(b + o[17]) : NULL;
+  *impl = L;
+  return MOE_OK;
+#undef CKL
+}
+
+static mma_route_args route_args(const mma_impl *L, const float *logits, int M,
+                                 int32_t *ids, float *w) {
+  mma_route_args r;
+  memset(&r, 0, sizeof r);
+  r.logits = logits;
+  r.bias = L->cbias;
+  r.M = M;
+  r.E = L->s.E;
+  r.k = L->s.k;
+  r.scoring = L->s.routing.scoring;
+  r.n_group = L->s.routing.n_group;
+  r.topk_group = L->s.routing.topk_group;
+  r.renormalize = L->s.routing.renormalize;
+  r.scale = L->s.routing.routed_scaling_factor;
+  if (r.scale == 0.0f) r.scale = 1.0f;
+  r.ids = ids;
+  r.weights = w;
+  return r;
+}
+
+static moe_status mma_route(void *impl, const float *logits, int M,
+                            int32_t *ids, float *weights, void *stream,
+                            char *msg, size_t n) {
+  const mma_impl *L = (const mma_impl *)impl;
+  if (M <= 0) return MOE_OK;
+  mma_route_args r = route_args(L, logits, M, ids, weights);
+  CK(mma_launch_route(&r, (cudaStream_t)stream), "route kernel launch");
+  return MOE_OK;
+}
+
+/* Splits of K so that about four CTAs per SM stream weights (decode). */
+static int pick_split(const mma_impl *L, long long ctas, int K, int rows_ok) {
+  if (!rows_ok || ctas <= 0) return 1;
+  long long want = (4LL * L->sms + ctas / 2) / ctas;
+  long long kmax = K / 256;
+  if (want > kmax) want = kmax;
+  if (want > MMA_SPLIT_MAX) want = MMA_SPLIT_MAX;
+  return want < 1 ? 1 : (int)want;
+}
+
+static int kchunk_of(int K, int S) {
+  int c = (K + S - 1) / S;
+  return (c + MMA_BK - 1) / MMA_BK * MMA_BK;
+}
+
+static int aligned16(const void *p, long long ld) {
+  return ((uintptr_t)p & 15) == 0 && (ld & 7) == 0;
+}
+
+/* One chunk of at most Mc tokens. */
+static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
+                            const int32_t *ids_in, const float *w_in, int mc,
+                            void *out, cudaStream_t st, char *msg, size_t n) {
+  const moe_shape *s = &L->s;
+  const int k = s->k, pairs = mc * k, El = s->E_local, H = s->H;
+  const int has_sh = s->Is > 0;
+
+  /* Tile shape from the mean rows per active expert. */
+  const int ne = El < pairs ? El : pairs;
+  const int avg = ne > 0 ? pairs / ne : pairs;
+  const mma_cfg cfg = avg <= 24   ? MMA_CFG_16
+                      : avg <= 96 ? MMA_CFG_64
+                                  : MMA_CFG_128;
+  const int BM = mma_cfg_bm(cfg), BN = mma_cfg_bn(cfg);
+
+  /* ---- routing and permutation ---- */
+  mma_permute_args pa;
+  memset(&pa, 0, sizeof pa);
+  pa.ids = logits ? L->ids : ids_in;
+  pa.emap = L->emap;
+  pa.pairs = pairs;
+  pa.k = k;
+  pa.E = s->E;
+  pa.E_local = El;
+  pa.bm = BM;
+  pa.pair_e = L->pair_e;
+  pa.rank = L->rank;
+  pa.offsets = L->offsets;
+  pa.sorted_pair = L->sorted_pair;
+  pa.sorted_tok = L->sorted_tok;
+  pa.row_expert = L->row_expert;
+  pa.tiles = L->tiles;
+  pa.n_tiles = L->n_tiles;
+  const float *wts = logits ? L->wts : w_in;
+  if (logits) {
+    mma_route_args r = route_args(L, logits, mc, L->ids, L->wts);
+    if (mc <= MMA_FUSED_ROUTE_MAX_M) {
+      CK(mma_launch_route_permute(&r, &pa, st), "route+permute launch");
+    } else {
+      CK(mma_launch_route(&r, st), "route launch");
+      CK(mma_launch_permute(&pa, st), "permute launch");
+    }
+  } else {
+    CK(mma_launch_permute(&pa, st), "permute launch");
+  }
+
+  /* ---- GEMM1 ---- */
+  const long long mb = ((long long)pairs + (long long)ne * (BM - 1)) / BM;
+  const int sh_tiles = has_sh ? (mc + BM - 1) / BM : 0;
+  const int rows_ok = pairs <= L->SRp && mc <= L->SRt;
+  mma_gemm_args g;
+  memset(&g, 0, sizeof g);
+  g.tiles = L->tiles;
+  g.n_tiles = L->n_tiles;
+  g.offsets = L->offsets;
+  g.shared_tiles = sh_tiles;
+  g.act.act = s->act;
+  g.act.gated = s->gated;
+  g.act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
+  g.act.alpha = s->swiglu_alpha;
+  g.act.limit = s->swiglu_limit;
+
+  int n1max = s->N1 > s->N1s ? s->N1 : s->N1s;
+  dim3 grid1((unsigned)(sh_tiles + mb), (unsigned)((n1max + BN - 1) / BN), 1);
+  int S1 = pick_split(L, (long long)grid1.x * grid1.y, H, rows_ok);
+  g.split = S1;
+  grid1.z = S1;
+  mma_problem *p = &g.p[0];
+  p->A = x;
+  p->lda = H;
+  p->gather = L->sorted_tok;
+  p->W = L->w13;
+  p->w_stride = (long long)s->N1 * H;
+  p->N = s->N1;
+  p->K = H;
+  p->a_aligned = aligned16(x, H);
+  p->w_aligned = aligned16(L->w13, H);
+  p->bias = L->b13;
+  p->bias_stride = s->N1;
+  p->out = L->act;
+  p->ldo = L->Ip;
+  p->part = L->P1;
+  p->part_zstride = (long long)L->SRp * s->N1;
+  p->ldp = s->N1;
+  p->kchunk = kchunk_of(H, S1);
+  if (has_sh) {
+    p = &g.p[1];
+    p->A = x;
+    p->lda = H;
+    p->W = L->sw13;
+    p->N = s->N1s;
+    p->K = H;
+    p->a_aligned = aligned16(x, H);
+    p->w_aligned = aligned16(L->sw13, H);
+    p->out = L->act_sh;
+    p->ldo = L->Isp;
+    p->part = L->P1s;
+    p->part_zstride = (long long)L->SRt * s->N1s;
+    p->ldp = s->N1s;
+    p->rows = mc;
+    p->kchunk = kchunk_of(H, S1);
+  }
+  if (grid1.x > 0) {
+    CK(mma_launch_gemm1(s->dtype, cfg, &g, grid1, st), "gemm1 launch");
+    if (S1 > 1)
+      CK(mma_launch_act_reduce(s->dtype, &g, L->row_expert, El, pairs, st),
+         "act_reduce launch");
+  }
+
+  /* ---- GEMM2 ---- */
+  dim3 grid2(grid1.x, (unsigned)((H + BN - 1) / BN), 1);
+  const int kmin = has_sh && s->Is < s->I ? s->Is : s->I;
+  int S2 = pick_split(L, (long long)grid2.x * grid2.y, kmin, rows_ok);
+  grid2.z = S2;
+  mma_gemm_args g2 = g;
+  g2.split = S2;
+  memset(g2.p, 0, sizeof g2.p);
+  p = &g2.p[0];
+  p->A = L->act;
+  p->lda = L->Ip;
+  p->W = L->w2;
+  p->w_stride = (long long)H * s->I;
+  p->N = H;
+  p->K = s->I;
+  p->a_aligned = 1;
+  p->w_aligned = aligned16(L->w2, s->I);
+  p->bias = L->b2;
+  p->bias_stride = H;
+  p->out = S2 > 1 ? L->Yx : L->Y0;
+  p->ldo = H;
+  p->out_zstride = (long long)L->SRp * H;
+  p->out_rows = L->sorted_pair;
+  p->row_w = wts;
+  p->kchunk = kchunk_of(s->I, S2);
+  if (has_sh) {
+    p = &g2.p[1];
+    p->A = L->act_sh;
+    p->lda = L->Isp;
+    p->W = L->sw2;
+    p->N = H;
+    p->K = s->Is;
+    p->a_aligned = 1;
+    p->w_aligned = aligned16(L->sw2, s->Is);
+    p->out = S2 > 1 ? L->Yshx : L->Ysh0;
+    p->ldo = H;
+    p->out_zstride = (long long)L->SRt * H;
+    p->rows = mc;
+    p->kchunk = kchunk_of(s->Is, S2);
+  }
+  if (grid2.x > 0)
+    CK(mma_launch_gemm2(s->dtype, cfg, &g2, grid2, st), "gemm2 launch");
+
+  /* ---- combine ---- */
+  mma_combine_args c;
+  memset(&c, 0, sizeof c);
+  c.Y = S2 > 1 ? L->Yx : L->Y0;
+  c.y_zstride = (long long)L->SRp * H;
+  c.y_split = S2;
+  c.Ysh = has_sh ? (S2 > 1 ? L->Yshx : L->Ysh0) : NULL;
+  c.ysh_zstride = (long long)L->SRt * H;
+  c.ysh_split = S2;
+  c.pair_e = L->pair_e;
+  c.M = mc;
+  c.k = k;
+  c.H = H;
+  c.out = out;
+  CK(mma_launch_combine(s->dtype, &c, st), "combine launch");
+  return MOE_OK;
+}
+
+static moe_status mma_forward(void *impl, const moe_batch *b, void *stream,
+                              char *msg, size_t n) {
+  mma_impl *L = (mma_impl *)impl;
+  const moe_shape *s = &L->s;
+  const size_t es = moe_dtype_size(s->dtype);
+  for (int m0 = 0; m0 < b->M; m0 += L->Mc) {
+    const int mc = b->M - m0 < L->Mc ? b->M - m0 : L->Mc;
+    const size_t xo = (size_t)m0 * s->H * es;
+    moe_status st =
+        run_chunk(L, (const char *)b->x + xo,
+                  b->logits ? b->logits + (size_t)m0 * s->E : NULL,
+                  b->ids ? b->ids + (size_t)m0 * s->k : NULL,
+                  b->weights ? b->weights + (size_t)m0 * s->k : NULL, mc,
+                  (char *)b->out + xo, (cudaStream_t)stream, msg, n);
+    if (st != MOE_OK) return st;
+  }
+  return MOE_OK;
+}
+
+extern "C" const moe_backend moe_backend_cuda_mma = {
+    "cuda-mma",
+    20,
+    &moe_memops_cuda,
+    mma_rows,
+    (int)(sizeof mma_rows / sizeof mma_rows[0]),
+    mma_kernel_compiled,
+    mma_probe,
+    mma_create,
+    mma_destroy,
+    mma_route,
+    mma_forward,
+};

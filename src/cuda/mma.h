@@ -1,0 +1,163 @@
+/*
+ * mma.h - internals of the cuda-mma backend: the argument blocks of its
+ * kernels and their extern "C" launchers. Each launcher enqueues one kernel
+ * on a stream, checks the launch, and returns a cudaError_t (the backend
+ * turns it into a moe_status and a message).
+ *
+ * Data flow of one forward call (M tokens, k slots, "pair" p = t * k + j):
+ *   route        logits [M][E] -> ids, weights [M][k]
+ *   permute      ids -> pair_e[p] (local expert or -1), per-expert offsets,
+ *                sorted_pair / sorted_tok / row_expert [rows], tile list
+ *   gemm1        act[r] = act(x[sorted_tok[r]] @ W13[e]^T + b13)   (fused)
+ *                (split-K: fp32 partials, then act_reduce)
+ *   gemm2        Y[z][sorted_pair[r]] = w[p] * (act[r] @ W2[e]^T + b2)
+ *   combine      out[t] = sum_j sum_z Y[z][t*k+j] + sum_z Ysh[z][t]
+ * The shared expert runs inside the same gemm launches as a second problem
+ * whose rows are the tokens themselves.
+ */
+#ifndef MOE_CUDA_MMA_H
+#define MOE_CUDA_MMA_H
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "../backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Tile configurations of the grouped GEMM (rows x weight rows, BK = 64). */
+typedef enum mma_cfg {
+  MMA_CFG_16 = 0,  /* BM 16,  BN 64,  4 warps, 6 stages: decode */
+  MMA_CFG_64 = 1,  /* BM 64,  BN 128, 4 warps, 4 stages */
+  MMA_CFG_128 = 2, /* BM 128, BN 128, 8 warps, 3 stages: prefill */
+  MMA_CFG_COUNT = 3
+} mma_cfg;
+
+int mma_cfg_bm(mma_cfg c);
+int mma_cfg_bn(mma_cfg c);
+int mma_cfg_smem(mma_cfg c);
+#define MMA_BK 64
+#define MMA_MAX_SMEM 98304 /* largest config; <= 99 KB (sm_120/121) */
+
+typedef struct mma_act {
+  int act;         /* moe_activation */
+  int gated;       /* 1: (gate, up) pairs */
+  int interleaved; /* gated weight rows: 1 gate/up alternate, 0 halves */
+  float alpha, limit;
+} mma_act;
+
+/* One GEMM problem: C[rows][N] = A[rows][K] * W[e][N][K]^T. */
+typedef struct mma_problem {
+  const void *A; /* activations, row stride lda elements */
+  long long lda;
+  const int32_t *gather; /* row -> A row; NULL: identity */
+  const void *W;         /* expert weights, w_stride elements per expert */
+  long long w_stride;
+  int N, K;                 /* GEMM1 gated: N = 2 * I */
+  int a_aligned, w_aligned; /* rows start 16-byte aligned (cp.async) */
+  const float *bias;        /* [e][N] or NULL */
+  long long bias_stride;
+  void *out; /* GEMM1: act T [rows][ldo]; GEMM2: Y f32 */
+  long long ldo;
+  long long out_zstride; /* GEMM2 split-K: distance between splits */
+  float *part;           /* GEMM1 split-K: f32 [z][rows][ldp] */
+  long long part_zstride, ldp;
+  const int32_t *out_rows; /* GEMM2: row -> Y row (pair); NULL: identity */
+  const float *row_w;      /* GEMM2: weight of a Y row; NULL: 1 */
+  int rows;                /* identity problems: row count */
+  int kchunk;              /* split-K: K per split (multiple of MMA_BK) */
+} mma_problem;
+
+typedef struct mma_gemm_args {
+  mma_problem p[2];       /* 0: routed experts, 1: shared expert */
+  const int32_t *tiles;   /* routed tiles: (expert, first row in expert) */
+  const int32_t *n_tiles; /* device count of routed tiles */
+  const int32_t *offsets; /* [E_local + 1] rows of each expert */
+  int shared_tiles;       /* grid.x begins with this many shared tiles */
+  int split;              /* grid.z */
+  mma_act act;            /* GEMM1 only */
+} mma_gemm_args;
+
+/* grid.x = shared_tiles + routed tile bound; grid.y = n tiles; z = split. */
+cudaError_t mma_launch_gemm1(moe_dtype dt, mma_cfg cfg, const mma_gemm_args *a,
+                             dim3 grid, cudaStream_t s);
+cudaError_t mma_launch_gemm2(moe_dtype dt, mma_cfg cfg, const mma_gemm_args *a,
+                             dim3 grid, cudaStream_t s);
+/* Split-K GEMM1: sums the partials, adds the bias, applies the activation.
+ * Routed rows: offsets[E_local] (device); shared rows: p[1].rows. */
+cudaError_t mma_launch_act_reduce(moe_dtype dt, const mma_gemm_args *a,
+                                  const int32_t *row_expert, int E_local,
+                                  int max_rows, cudaStream_t s);
+/* Set the shared-memory opt-in of every GEMM kernel of this dtype. */
+cudaError_t mma_gemm1_prepare(moe_dtype dt);
+cudaError_t mma_gemm2_prepare(moe_dtype dt);
+/* cudaFuncGetAttributes on a representative kernel (image present?). */
+cudaError_t mma_gemm_probe(void);
+
+/* Instantiation table: filled by the macros that instantiate the kernels. */
+typedef struct mma_inst {
+  moe_dtype dtype;
+  uint32_t acts_gated; /* MOE_BIT(act) handled with gated = 1 */
+  uint32_t acts_plain; /* ... with gated = 0 */
+} mma_inst;
+int mma_gemm1_instances(const mma_inst **tab);
+int mma_gemm2_instances(const mma_inst **tab);
+
+/* ---- routing and permutation ---- */
+typedef struct mma_route_args {
+  const float *logits; /* [M][E] */
+  const float *bias;   /* correction bias [E] or NULL */
+  int M, E, k;
+  int scoring; /* moe_scoring */
+  int n_group, topk_group, renormalize;
+  float scale;
+  int32_t *ids;   /* [M][k] */
+  float *weights; /* [M][k] */
+} mma_route_args;
+
+typedef struct mma_permute_args {
+  const int32_t *ids;  /* [pairs] global ids */
+  const int32_t *emap; /* [E] global -> local or -1; NULL: identity */
+  int pairs, k, E, E_local, bm;
+  int32_t *pair_e;      /* [pairs] local expert or -1 */
+  int32_t *rank;        /* [pairs] scratch */
+  int32_t *offsets;     /* [E_local + 1] */
+  int32_t *sorted_pair; /* [pairs] */
+  int32_t *sorted_tok;  /* [pairs] */
+  int32_t *row_expert;  /* [pairs] */
+  int32_t *tiles;       /* [2 * (pairs + E_local)] */
+  int32_t *n_tiles;     /* [1] */
+} mma_permute_args;
+
+#define MMA_ROUTE_MAX_E 4096
+#define MMA_ROUTE_MAX_GROUPS 64
+#define MMA_FUSED_ROUTE_MAX_M 64 /* route + permute in one block up to this */
+
+cudaError_t mma_launch_route(const mma_route_args *r, cudaStream_t s);
+cudaError_t mma_launch_permute(const mma_permute_args *p, cudaStream_t s);
+/* Routing and permutation in one single-block kernel (small M). */
+cudaError_t mma_launch_route_permute(const mma_route_args *r,
+                                     const mma_permute_args *p, cudaStream_t s);
+cudaError_t mma_route_prepare(void);
+
+/* ---- combine ---- */
+typedef struct mma_combine_args {
+  const float *Y; /* routed rows [pair][H] per split */
+  long long y_zstride;
+  int y_split;
+  const float *Ysh; /* shared rows [t][H] per split, NULL if none */
+  long long ysh_zstride;
+  int ysh_split;
+  const int32_t *pair_e; /* -1: slot contributes nothing */
+  int M, k, H;
+  void *out; /* [M][H] dtype */
+} mma_combine_args;
+cudaError_t mma_launch_combine(moe_dtype dt, const mma_combine_args *c,
+                               cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,58 @@
+/*
+ * route.cu - routing kernels: one warp per token (route.cuh), and for small
+ * M one single-block kernel that routes and then permutes (permute.cuh), so
+ * that decode pays one launch for both.
+ */
+#include "permute.cuh"
+#include "route.cuh"
+
+/* Warps per block so that E keys per warp stay within 48 KB. */
+static int route_warps(int E) {
+  int w = 12288 / (E > 0 ? E : 1);
+  return w < 1 ? 1 : w > 8 ? 8 : w;
+}
+
+__global__ void route_kernel(const mma_route_args r) {
+  extern __shared__ float s_key[];
+  const int w = threadIdx.x >> 5;
+  const int t = blockIdx.x * (blockDim.x >> 5) + w;
+  if (t >= r.M) return;
+  route_token_warp(r, t, s_key + (long long)w * r.E);
+}
+
+__global__ void route_permute_kernel(const mma_route_args r,
+                                     const mma_permute_args p, int rw) {
+  extern __shared__ float s_dyn[];
+  const int w = threadIdx.x >> 5;
+  if (w < rw)
+    for (int t = w; t < r.M; t += rw)
+      route_token_warp(r, t, s_dyn + (long long)w * r.E);
+  __syncthreads(); /* ids in global memory, visible to the whole block */
+  int *s_off = (int *)(s_dyn + (long long)rw * r.E);
+  permute_block(p, s_off, s_off + p.E_local + 1);
+}
+
+extern "C" cudaError_t mma_launch_route(const mma_route_args *r,
+                                        cudaStream_t s) {
+  if (r->M <= 0) return cudaSuccess;
+  const int rw = route_warps(r->E);
+  const int blocks = (r->M + rw - 1) / rw;
+  route_kernel<<<blocks, rw * 32, (size_t)rw * r->E * sizeof(float), s>>>(*r);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t mma_launch_route_permute(const mma_route_args *r,
+                                                const mma_permute_args *p,
+                                                cudaStream_t s) {
+  const int rw = route_warps(r->E);
+  const size_t smem = (size_t)rw * r->E * sizeof(float) +
+                      (size_t)2 * (p->E_local + 1) * sizeof(int);
+  route_permute_kernel<<<1, 1024, smem, s>>>(*r, *p, rw);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t mma_route_prepare(void) {
+  return cudaFuncSetAttribute(route_permute_kernel,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              96 * 1024);
+}

@@ -181,6 +181,10 @@ void moe_context_destroy(moe_context *ctx);
 const char *moe_last_error(const moe_context *ctx);
 /* Human-readable description of the machine (devices, CPU features). */
 const char *moe_context_device_info(const moe_context *ctx);
+/* The what-if devices device_override accepts besides "cpu": their count
+ * and the i-th name ("sm_75" ... "sm_121"; NULL when i is out of range). */
+int moe_known_device_count(void);
+const char *moe_known_device_name(int i);
 
 /* ---- layer ---- */
 void moe_layer_desc_init(moe_layer_desc *desc);

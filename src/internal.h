@@ -61,7 +61,7 @@ struct moe_plan {
   int chosen; /* index into rows, -1 when none */
   int fell_back;
   char requested[32];
-  char device_desc[160];
+  char device_desc[320];
   char layer_desc[200];
 };
 
@@ -95,9 +95,6 @@ moe_status moe_device_detect(moe_context *ctx, const char *override_name,
 /* Fills dev from the known-device table ("sm_121", "121", "cpu").
  * Returns 0 when the name is unknown. */
 int moe_device_from_table(const char *name, moe_device *dev);
-int moe_known_device_count(void);
-/* i-th known device's name ("sm_121") and description. */
-const char *moe_known_device_name(int i);
 void moe_device_describe(const moe_device *dev, char *buf, size_t n);
 void moe_cpu_features_string(uint32_t f, char *buf, size_t n);
 

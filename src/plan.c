@@ -210,17 +210,29 @@ moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,
   {
     char d[1024];
     moe_device_describe(&ctx->device, d, sizeof d);
-    d[strcspn(d, "\n")] = '\0';
-    snprintf(plan->device_desc, sizeof plan->device_desc, "%s", d);
+    char *nl = strchr(d, '\n');
+    if (nl) *nl = ';';
+    snprintf(plan->device_desc, sizeof plan->device_desc, "%.300s", d);
   }
   const moe_backend *want = NULL;
   if (requested && *requested) {
     want = moe_backend_find(requested);
     snprintf(plan->requested, sizeof plan->requested, "%s", requested);
-    if (!want)
+    if (!want) {
+      int nb;
+      const moe_backend *const *all = moe_backend_registry(&nb);
+      char names[256] = "";
+      size_t used = 0;
+      for (int i = 0; i < nb && used < sizeof names; i++) {
+        int w = snprintf(names + used, sizeof names - used, "%s%s",
+                         i ? ", " : "", all[i]->name);
+        if (w > 0) used += (size_t)w;
+      }
       return moe_fail(ctx, MOE_ERR_UNSUPPORTED,
-                      "backend '%s' requested but not in this build (%s)",
-                      requested, moe_build_info());
+                      "backend '%s' requested but not in this build (it has "
+                      "%s)",
+                      requested, names);
+    }
   }
 
   int n;
@@ -315,10 +327,12 @@ int moe_plan_fell_back(const moe_plan *plan) {
 size_t moe_plan_explain(const moe_plan *plan, char *buf, size_t size) {
   if (!plan) return 0;
   size_t used = 0;
+  char scratch[1];
 #define EMIT(...)                                                              \
   do {                                                                         \
-    int w_ = snprintf(buf ? buf + (used < size ? used : size) : NULL,          \
-                      used < size ? size - used : 0, __VA_ARGS__);             \
+    char *dst_ = buf ? buf + (used < size ? used : size) : scratch;            \
+    int w_ =                                                                   \
+        snprintf(dst_, buf && used < size ? size - used : 0, __VA_ARGS__);     \
     if (w_ > 0) used += (size_t)w_;                                            \
   } while (0)
   EMIT("layer:  %s\n", plan->layer_desc);

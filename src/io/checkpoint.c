@@ -117,9 +117,9 @@ static moe_status read_index(moe_ckpt *c, const char *path, moe_io_error *err) {
   json_object_foreach(map, key, v) {
     if (!json_is_string(v) || !plain_name(json_string_value(v))) {
       st = fail(err, MOE_ERR_FORMAT,
-                "%s: tensor %s: weight_map value is not a file name in the "
-                "directory",
-                path, key);
+                "%s: tensor %s: weight_map value '%.200s' is not a file name "
+                "in the directory",
+                path, key, json_is_string(v) ? json_string_value(v) : "?");
       goto out;
     }
     int s = add_shard(c, json_string_value(v));

@@ -54,6 +54,7 @@ typedef enum moe_st_dtype {
   MOE_ST_F8_E4M3,
   MOE_ST_F8_E5M2,
   MOE_ST_E8M0, /* "F8_E8M0": power-of-two scales (MX formats) */
+  MOE_ST_C64,  /* complex64 */
   MOE_ST_DTYPE_COUNT
 } moe_st_dtype;
 

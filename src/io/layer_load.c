@@ -55,11 +55,11 @@ static moe_status get_checked(moe_loader *L, const char *name, int nd,
                 "%s: tensor %s: shape %s, expected %s (%s layer %d)", *file,
                 name, got, exp, moe_family_name(L->cfg->family), L->layer);
   }
-  if (need_float && !moe_st_is_float(t->dtype))
+  if (need_float == 1 && !moe_st_is_float(t->dtype))
     return fail(L->err, MOE_ERR_FORMAT,
                 "%s: tensor %s: dtype %s is not a float type", *file, name,
                 moe_st_dtype_name(t->dtype));
-  if (need_float == 2 && t->dtype != MOE_ST_U8)
+  if (need_float == 2 && t->dtype != MOE_ST_U8 && t->dtype != MOE_ST_E8M0)
     return fail(L->err, MOE_ERR_FORMAT, "%s: tensor %s: dtype %s, expected U8",
                 *file, name, moe_st_dtype_name(t->dtype));
   return MOE_OK;

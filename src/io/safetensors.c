@@ -46,6 +46,7 @@ static const struct {
     [MOE_ST_U64] = {"U64", 8},         [MOE_ST_I64] = {"I64", 8},
     [MOE_ST_F64] = {"F64", 8},         [MOE_ST_F8_E4M3] = {"F8_E4M3", 1},
     [MOE_ST_F8_E5M2] = {"F8_E5M2", 1}, [MOE_ST_E8M0] = {"F8_E8M0", 1},
+    [MOE_ST_C64] = {"C64", 8},
 };
 
 const char *moe_st_dtype_name(moe_st_dtype d) {

@@ -107,6 +107,9 @@ int moe_backend_admits(const moe_backend *b, const moe_shape *s,
 const moe_quirk *moe_quirk_find(const moe_backend *b, const moe_device *dev,
                                 const moe_shape *s);
 const moe_quirk *moe_quirk_table(int *count);
+const moe_quirk *moe_quirk_find_in(const moe_quirk *table, int n,
+                                   const moe_backend *b, const moe_device *dev,
+                                   const moe_shape *s);
 /* Plans `s` for `memory`. Marks backends failed earlier in ctx. Does not
  * run self-checks (moe_layer_create does, via plan_next). */
 moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,

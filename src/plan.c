@@ -35,13 +35,19 @@ static int quirk_matches(const moe_quirk *q, const moe_backend *b,
          (q->activations & MOE_BIT(s->act));
 }
 
+const moe_quirk *moe_quirk_find_in(const moe_quirk *t, int n,
+                                   const moe_backend *b, const moe_device *dev,
+                                   const moe_shape *s) {
+  for (int i = 0; i < n; i++)
+    if (quirk_matches(&t[i], b, dev, s)) return &t[i];
+  return NULL;
+}
+
 const moe_quirk *moe_quirk_find(const moe_backend *b, const moe_device *dev,
                                 const moe_shape *s) {
   int n;
   const moe_quirk *t = moe_quirk_table(&n);
-  for (int i = 0; i < n; i++)
-    if (quirk_matches(&t[i], b, dev, s)) return &t[i];
-  return NULL;
+  return moe_quirk_find_in(t, n, b, dev, s);
 }
 
 static const char *memory_name(moe_memory m) {
@@ -218,7 +224,7 @@ moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,
   if (requested && *requested) {
     want = moe_backend_find(requested);
     snprintf(plan->requested, sizeof plan->requested, "%s", requested);
-    if (!want) {
+    if (!want && !allow_fallback) {
       int nb;
       const moe_backend *const *all = moe_backend_registry(&nb);
       char names[256] = "";
@@ -267,7 +273,7 @@ moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,
                                   row->reason, sizeof row->reason)) {
       row->verdict = MOE_VERDICT_CHOSEN;
       plan->chosen = plan->n_rows - 1;
-      plan->fell_back = want && order[i] != want;
+      plan->fell_back = plan->requested[0] && order[i] != want;
       continue;
     } else {
       row->verdict = MOE_VERDICT_REJECTED;
@@ -339,7 +345,10 @@ size_t moe_plan_explain(const moe_plan *plan, char *buf, size_t size) {
   EMIT("device: %s\n", plan->device_desc);
   if (plan->requested[0])
     EMIT("requested: %s%s\n", plan->requested,
-         plan->fell_back ? " (could not serve; fell back)" : "");
+         !plan->fell_back ? ""
+         : moe_backend_find(plan->requested)
+             ? " (could not serve, see its row; fell back)"
+             : " (not in this build; fell back)");
   EMIT("%-12s %-10s %s\n", "backend", "verdict", "reason");
   for (int i = 0; i < plan->n_rows; i++)
     EMIT("%-12s %-10s %s\n", plan->rows[i].backend->name,

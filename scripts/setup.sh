@@ -19,7 +19,7 @@ fi
 # Python packages for the fixture writers, the binding's tests and plots.
 if command -v python3 >/dev/null 2>&1; then
   need_py=()
-  for mod in numpy safetensors ml_dtypes pytest; do
+  for mod in numpy safetensors ml_dtypes pytest wheel; do
     python3 -c "import $mod" >/dev/null 2>&1 || need_py+=("$mod")
   done
   if ((${#need_py[@]})); then

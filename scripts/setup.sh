@@ -16,6 +16,20 @@ if ((${#need_deb[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_deb[@]}"
 fi
 
+# libFuzzer and the sanitizer runtimes of the installed clang (scripts/fuzz.sh):
+# Debian ships them in libclang-rt-<major>-dev, only recommended by clang.
+if command -v clang >/dev/null 2>&1; then
+  rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+  if ! dpkg -s "$rt" >/dev/null 2>&1; then
+    echo "setup: installing Debian package: $rt"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$rt" ||
+      echo "setup: $rt not available; scripts/fuzz.sh will say what is missing"
+  fi
+fi
+
 # Python packages for the fixture writers, the binding's tests and plots.
 if command -v python3 >/dev/null 2>&1; then
   need_py=()

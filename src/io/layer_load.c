@@ -65,6 +65,13 @@ static moe_status get_checked(moe_loader *L, const char *name, int nd,
   return MOE_OK;
 }
 
+/* 1 when a checkpoint element type is the library's dtype bit for bit. */
+static int st_same_type(moe_st_dtype s, moe_dtype d) {
+  return (s == MOE_ST_F32 && d == MOE_DTYPE_F32) ||
+         (s == MOE_ST_BF16 && d == MOE_DTYPE_BF16) ||
+         (s == MOE_ST_F16 && d == MOE_DTYPE_F16);
+}
+
 static int row_scratch(moe_loader *L, size_t n) {
   if (n <= L->row_cap) return 1;
   float *p = realloc(L->row, n * sizeof *p);
@@ -106,6 +113,11 @@ moe_status moe_ld_matrix(moe_loader *L, const char *name, int64_t rows,
   if (!L->copy) return MOE_OK;
   if (!row_scratch(L, (size_t)cols + (s ? (size_t)s->shape[1] : 0)))
     return fail(L->err, MOE_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
+  if (!s && st_same_type(t->dtype, dst.dtype)) { /* plain copy */
+    memcpy((char *)dst.base + dst.offset * moe_dtype_size(dst.dtype), t->data,
+           (size_t)t->nbytes);
+    return MOE_OK;
+  }
   float *row = L->row, *srow = L->row + cols;
   for (int64_t r = 0; r < rows; r++) {
     moe_st_decode(t, (uint64_t)(r * cols), (size_t)cols, row);

@@ -144,7 +144,7 @@ static moe_status get_str(reader *r, const char *key, const char *def,
 
 static moe_status activation(reader *r, const char *key, const char *def,
                              int gated, moe_model_config *c) {
-  const char *a;
+  const char *a = def;
   moe_status st = get_str(r, key, def, &a);
   if (st) return st;
   if (gated && (!strcmp(a, "silu") || !strcmp(a, "swish")))
@@ -243,7 +243,7 @@ static moe_status parse_deepseek(reader *r, moe_model_config *c) {
   moe_status st = sizes(r, "n_routed_experts", "num_experts_per_tok",
                         "moe_intermediate_size", c);
   int shared = 0, first_dense = 0, freq = 1;
-  const char *scoring, *method;
+  const char *scoring = "sigmoid", *method = "noaux_tc";
   if (st || (st = activation(r, "hidden_act", "silu", 1, c)) ||
       (st = get_int(r, "n_shared_experts", 0, 0, 0, 64, &shared)) ||
       (st = get_float(r, "routed_scaling_factor", 1.0, 1e-6, 1e6,
@@ -304,7 +304,7 @@ static moe_status parse_deepseek(reader *r, moe_model_config *c) {
 }
 
 static moe_status nemotron_layers(reader *r, moe_model_config *c) {
-  const char *pat;
+  const char *pat = NULL;
   moe_status st = get_str(r, "hybrid_override_pattern", NULL, &pat);
   if (st) return st;
   json_t *types = json_object_get(r->root, "layers_block_type");

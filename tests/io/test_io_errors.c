@@ -43,7 +43,7 @@ static int teardown(void **state) {
 }
 
 static const char *path_of(const char *name) {
-  static char p[512];
+  static char p[1024];
   snprintf(p, sizeof p, "%s/%s", dir, name);
   return p;
 }

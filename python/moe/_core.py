@@ -410,7 +410,7 @@ class Layer:
                                  % shared_intermediate)
 
         for d in (w2d, b13d, b2d, cbd, s13d, s2d):
-            T.same_place(w13d, d, "w13")
+            T.same_place(w13d, d, "w13 is")
         on_cuda = w13d.memory == "cuda"
 
         # Context.
@@ -481,7 +481,7 @@ class Layer:
 
     def _input(self, name, obj, shape, code):
         d = T.check(name, obj, shape, code)
-        T.same_place(self._place, d, "the layer's weights")
+        T.same_place(self._place, d, "the layer's weights are")
         return d
 
     def _output(self, name, obj, shape, code, like):

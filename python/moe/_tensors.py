@@ -185,8 +185,8 @@ def same_place(ref, d, what):
         return
     if d.memory != ref.memory or (d.memory == "cuda"
                                   and d.cuda_index != ref.cuda_index):
-        raise ValueError("%s is in %s but %s is in %s: a layer's tensors must"
-                         " all be host arrays or all be on one CUDA device"
+        raise ValueError("%s is in %s but %s in %s: a layer's tensors must "
+                         "all be host arrays or all be on one CUDA device"
                          % (d.name, d.where(), what, ref.where()))
 
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Loads of at least this many bytes show a progress line on stderr. */
 #define PROGRESS_MIN_BYTES (256ull << 20)
@@ -141,13 +142,17 @@ static void on_progress(void *user, uint64_t done, uint64_t total,
   progress_state *p = user;
   (void)what;
   if (total < PROGRESS_MIN_BYTES) return;
+  /* A terminal gets one line redrawn per percent; a file or pipe a line
+   * per 10%. */
+  int tty = isatty(STDERR_FILENO);
   int pct = (int)(done * 100 / total);
-  if (pct == p->last_pct) return;
-  p->last_pct = pct;
-  p->shown = 1;
-  fprintf(stderr, "\rloading: %llu / %llu MB (%d%%)",
+  int step = tty ? pct : pct / 10 * 10;
+  if (step == p->last_pct) return;
+  p->last_pct = step;
+  p->shown = tty;
+  fprintf(stderr, "%sloading: %llu / %llu MB (%d%%)%s", tty ? "\r" : "",
           (unsigned long long)(done >> 20), (unsigned long long)(total >> 20),
-          pct);
+          pct, tty ? "" : "\n");
   fflush(stderr);
 }
 

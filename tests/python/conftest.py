@@ -42,5 +42,11 @@ def rng(request):
 
 
 @pytest.fixture(scope="session")
+def seed():
+    """The run's seed (MOE_TEST_SEED to replay)."""
+    return SEED
+
+
+@pytest.fixture(scope="session")
 def repo_root():
     return REPO

@@ -20,7 +20,6 @@ if not torch.cuda.is_available():
 import numpy as np  # noqa: E402
 
 import moe  # noqa: E402
-from conftest import SEED  # noqa: E402
 
 if not any(b.startswith("cuda") for b in moe.backends()):
     pytest.skip("libmoe was built without CUDA backends (%s)"
@@ -36,9 +35,9 @@ TOL = {torch.bfloat16: 1e-2, torch.float16: 1e-2}
 
 
 @pytest.fixture
-def gen(request):
+def gen(request, seed):
     g = torch.Generator(device=DEV)
-    g.manual_seed((SEED << 32) | zlib.crc32(request.node.name.encode()))
+    g.manual_seed((seed << 32) | zlib.crc32(request.node.name.encode()))
     return g
 
 
@@ -219,9 +218,9 @@ def test_routing(gen, mode):
     same_selection(ids2, w2_, want_ids, want_w)
 
 
-def test_shared_expert_and_expert_map(gen):
+def test_shared_expert_and_expert_map(gen, seed):
     E, k, M, Is = 12, 3, 29, 64
-    local = torch.randperm(E, generator=torch.Generator().manual_seed(SEED))
+    local = torch.randperm(E, generator=torch.Generator().manual_seed(seed))
     local = local[:7]
     emap = torch.full((E,), -1, dtype=torch.int32)
     emap[local] = torch.arange(7, dtype=torch.int32)
@@ -489,9 +488,9 @@ def test_weights_on_mixed_devices_or_unsupported_dtype(gen):
     assert ei.value.message
 
 
-def test_numpy_layer_rejects_cuda_tensors(gen):
-    w13 = np.random.default_rng(SEED).uniform(-0.1, 0.1, (4, 2 * 32, 16))
-    w2 = np.random.default_rng(SEED + 1).uniform(-0.1, 0.1, (4, 16, 32))
+def test_numpy_layer_rejects_cuda_tensors(seed):
+    w13 = np.random.default_rng(seed).uniform(-0.1, 0.1, (4, 2 * 32, 16))
+    w2 = np.random.default_rng(seed + 1).uniform(-0.1, 0.1, (4, 16, 32))
     with moe.Layer(w13.astype(np.float32), w2.astype(np.float32),
                    top_k=2) as layer:
         assert layer.memory == "host"

@@ -19,7 +19,9 @@
  *                intermediate_size, swiglu_limit
  *
  * Defaults for optional fields are those of the families' own config
- * classes. Sizes are range-checked so later products cannot overflow.
+ * classes (DeepSeek-V3: 1 shared expert, scale 2.5, 8 groups / top 4,
+ * first 3 layers dense; Qwen3: norm_topk_prob false; Nemotron-H: n_group 1,
+ * renormalised). Sizes are range-checked so later products cannot overflow.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "io/io.h"
@@ -245,13 +247,13 @@ static moe_status parse_deepseek(reader *r, moe_model_config *c) {
   int shared = 0, first_dense = 0, freq = 1;
   const char *scoring = "sigmoid", *method = "noaux_tc";
   if (st || (st = activation(r, "hidden_act", "silu", 1, c)) ||
-      (st = get_int(r, "n_shared_experts", 0, 0, 0, 64, &shared)) ||
-      (st = get_float(r, "routed_scaling_factor", 1.0, 1e-6, 1e6,
+      (st = get_int(r, "n_shared_experts", 0, 1, 0, 64, &shared)) ||
+      (st = get_float(r, "routed_scaling_factor", 2.5, 1e-6, 1e6,
                       &d->routing.routed_scaling_factor)) ||
       (st = get_bool(r, "norm_topk_prob", 1, &d->routing.renormalize)) ||
       (st = get_str(r, "scoring_func", "sigmoid", &scoring)) ||
       (st = get_str(r, "topk_method", "noaux_tc", &method)) ||
-      (st = get_int(r, "first_k_dense_replace", 0, 0, 0, MOE_CONFIG_MAX_LAYERS,
+      (st = get_int(r, "first_k_dense_replace", 0, 3, 0, MOE_CONFIG_MAX_LAYERS,
                     &first_dense)) ||
       (st =
            get_int(r, "moe_layer_freq", 0, 1, 1, MOE_CONFIG_MAX_LAYERS, &freq)))
@@ -270,9 +272,9 @@ static moe_status parse_deepseek(reader *r, moe_model_config *c) {
                   "%s: topk_method noaux_tc needs scoring_func sigmoid",
                   r->label);
     c->has_correction_bias = 1;
-    st = grouping(r, 1, 1, c);
+    st = grouping(r, 8, 4, c);
   } else if (!strcmp(method, "group_limited_greedy")) {
-    st = grouping(r, 1, 1, c);
+    st = grouping(r, 8, 4, c);
   } else if (!strcmp(method, "greedy")) {
     d->routing.n_group = 1;
     d->routing.topk_group = 1;

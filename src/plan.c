@@ -217,8 +217,9 @@ moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,
     char d[1024];
     moe_device_describe(&ctx->device, d, sizeof d);
     char *nl = strchr(d, '\n');
-    if (nl) *nl = ';';
-    snprintf(plan->device_desc, sizeof plan->device_desc, "%.300s", d);
+    if (nl) *nl = '\0';
+    snprintf(plan->device_desc, sizeof plan->device_desc, "%.150s; %.150s", d,
+             nl ? nl + 1 : "");
   }
   const moe_backend *want = NULL;
   if (requested && *requested) {

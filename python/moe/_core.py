@@ -4,6 +4,7 @@ import ctypes
 import enum
 import operator
 import threading
+import weakref
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -105,6 +106,7 @@ class Context:
         self._handle = h.value
         self.cuda_device = opts.cuda_device
         self.lock = threading.RLock()
+        self._layers = weakref.WeakSet()
 
     @property
     def handle(self):
@@ -130,6 +132,9 @@ class Context:
                 raise error_for(st, self.last_error, name)
 
     def close(self):
+        """Destroys the context, closing the layers made on it first."""
+        for layer in list(getattr(self, "_layers", ())):
+            layer.close()
         h, self._handle = self._handle, None
         if h is not None:
             self._lib.moe_context_destroy(h)
@@ -454,6 +459,7 @@ class Layer:
                          ctypes.byref(out))
         self._lib = lib
         self._handle = out.value
+        context._layers.add(self)
         # The library borrows these: keep them alive as long as the layer.
         self._borrowed = (w13, w2, w13_bias, w2_bias, correction_bias,
                           shared_w13, shared_w2, map_arr)
@@ -565,9 +571,11 @@ class Layer:
         if h is not None:
             self._lib.moe_layer_destroy(h)
         self._borrowed = None
-        if self._own_ctx and self._ctx is not None:
-            self._ctx.close()
-        self._ctx = None
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            ctx._layers.discard(self)
+            if self._own_ctx:
+                ctx.close()
 
     @property
     def closed(self):

@@ -99,6 +99,15 @@ def test_shared_context(rng):
         assert ctx.handle  # the shared context outlives its layers
     with pytest.raises(TypeError, match="moe.Context"):
         moe.Layer(w13, w2, top_k=2, context=object())
+    # closing a context closes the layers made on it
+    ctx = moe.Context()
+    layer = moe.Layer(w13, w2, top_k=2, context=ctx)
+    ctx.close()
+    assert layer.closed
+    with pytest.raises(ValueError, match="closed"):
+        layer.forward(x, logits)
+    with pytest.raises(ValueError, match="closed"):
+        moe.Layer(w13, w2, top_k=2, context=ctx)
 
 
 def test_fault_free_layer_keeps_weights_alive(rng):

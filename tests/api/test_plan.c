@@ -324,6 +324,41 @@ static void test_explicit_request(void **state) {
   moe_context_destroy(ctx);
 }
 
+/* MOE_DEVICE and MOE_BACKEND are read from the environment when the
+ * options leave them unset. */
+static void test_environment_overrides(void **state) {
+  (void)state;
+  setenv("MOE_DEVICE", "sm_121", 1);
+  moe_context *ctx = NULL;
+  assert_int_equal(moe_context_create(NULL, &ctx), MOE_OK);
+  assert_int_equal(ctx->device.sm, 121);
+  assert_true(ctx->device.overridden);
+  assert_non_null(strstr(moe_context_device_info(ctx), "DGX Spark"));
+  moe_context_destroy(ctx);
+  setenv("MOE_DEVICE", "sm_7x", 1);
+  assert_int_equal(moe_context_create(NULL, &ctx), MOE_ERR_INVALID_ARGUMENT);
+  unsetenv("MOE_DEVICE");
+
+  setenv("MOE_BACKEND", "cpu-ref", 1);
+  assert_int_equal(moe_context_create(NULL, &ctx), MOE_OK);
+  moe_layer_desc d;
+  moe_layer_desc_init(&d);
+  d.num_experts = 4;
+  d.top_k = 2;
+  d.hidden = 8;
+  d.intermediate = 4;
+  moe_plan *p = NULL;
+  assert_int_equal(moe_plan_create(ctx, &d, MOE_MEMORY_HOST, &p), MOE_OK);
+  assert_string_equal(moe_plan_backend(p), "cpu-ref");
+  moe_plan_destroy(p);
+  d.backend = ""; /* "" means automatic, whatever the environment says */
+  assert_int_equal(moe_plan_create(ctx, &d, MOE_MEMORY_HOST, &p), MOE_OK);
+  assert_non_null(moe_plan_backend(p));
+  moe_plan_destroy(p);
+  unsetenv("MOE_BACKEND");
+  moe_context_destroy(ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_predicates_each_direction),
@@ -332,6 +367,7 @@ int main(void) {
       cmocka_unit_test(test_every_promise_has_a_kernel),
       cmocka_unit_test(test_quirk_matching),
       cmocka_unit_test(test_explicit_request),
+      cmocka_unit_test(test_environment_overrides),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

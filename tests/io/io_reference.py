@@ -10,7 +10,7 @@ import struct
 import ml_dtypes
 import numpy as np
 
-from fixtures import FP4_VALUES
+from io_fixtures import FP4_VALUES
 
 _DT = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
        "F64": np.float64, "F8_E4M3": ml_dtypes.float8_e4m3fn,

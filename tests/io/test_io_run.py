@@ -1,5 +1,5 @@
 """`moe run` on a small checkpoint of each family, compared with the numpy
-reference of that family's MoE layer (reference.py), plus the CLI's error
+reference of that family's MoE layer (io_reference.py), plus the CLI's error
 paths. The binary comes from MOE_BIN (set by ctest), else build/moe.
 
 Run: MOE_BIN=build/moe python3 -m pytest tests/io
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-import fixtures  # noqa: E402
-import reference  # noqa: E402
+import io_fixtures as fixtures  # noqa: E402
+import io_reference as reference  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 MOE = os.environ.get("MOE_BIN", os.path.join(ROOT, "build", "moe"))

@@ -12,7 +12,7 @@ at toy sizes, with a non-MoE layer where the family has one.
     gpt_oss_mxfp4 as gpt_oss with MXFP4 experts (_blocks/_scales)
 
 Each writer returns the numpy tensors by name (bf16 etc. as ml_dtypes
-arrays) and the config dict, for the reference in reference.py.
+arrays) and the config dict, for the reference in io_reference.py.
 """
 
 import json

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repository root: builds libmoe for the
+# machine's arch only, runs the GPU tests, the two sanitizers, the benchmark
+# and (when present) the Python binding's tests. Logs go to $OUT.
+#   bench/gpu_run.sh [test|bench|all] [bench args...]
+set -uo pipefail
+MODE=${1:-all}
+shift || true
+OUT=${OUT:-/tmp/moe-out}
+mkdir -p "$OUT"
+ARCH=${MOE_ARCH:-90a}
+SYS=/tmp/sys
+# Libraries the image may lack (carried as .deb files in .debs/).
+if [ -d .debs ]; then
+  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
+fi
+LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
+export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
+export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv \
+  | tee "$OUT/gpu.txt"
+
+t0=$(date +%s)
+cmake -S . -B build-dev -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS="$ARCH" \
+  -DCMOCKA_INCLUDE_DIR=$SYS/usr/include \
+  -DCMOCKA_LIBRARY=$LIBDIR/libcmocka.so >"$OUT/build.log" 2>&1 &&
+  ninja -C build-dev libmoe.so test_cuda_mma >>"$OUT/build.log" 2>&1
+rc=$?
+echo "build rc=$rc in $(($(date +%s) - t0)) s"
+if [ $rc -ne 0 ]; then tail -40 "$OUT/build.log"; exit 1; fi
+
+summary=""
+if [ "$MODE" = test ] || [ "$MODE" = all ]; then
+  t0=$(date +%s)
+  timeout 200 ./build-dev/tests/test_cuda_mma >"$OUT/test.log" 2>&1
+  r=$?
+  grep -E "rel err|graph|SKIP|PASSED|FAILED|mismatch|Error|error" \
+    "$OUT/test.log" | tail -25
+  summary+="test_cuda_mma rc=$r ($(($(date +%s) - t0)) s)\n"
+fi
+if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
+  PYTHONUNBUFFERED=1 python3 bench/bench_moe.py --lib $PWD/build-dev/libmoe.so \
+    --out "$OUT/h200.json" "$@" 2>&1 | tee "$OUT/bench.log" | tail -60
+  summary+="bench rc=$?\n"
+fi
+if [ "$MODE" = test ] || [ "$MODE" = all ]; then
+  for tool in memcheck racecheck; do
+    t0=$(date +%s)
+    MOE_GPU_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool $tool \
+      --error-exitcode 3 ./build-dev/tests/test_cuda_mma \
+      >"$OUT/san_$tool.log" 2>&1
+    r=$?
+    tail -3 "$OUT/san_$tool.log"
+    summary+="compute-sanitizer $tool rc=$r ($(($(date +%s) - t0)) s): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_$tool.log" | tail -1)\n"
+  done
+fi
+if [ "$MODE" = py ] || [ "$MODE" = all ]; then
+  if [ -d tests/python ] && [ -d python/moe ]; then
+    MOE_LIBRARY=$PWD/build-dev/libmoe.so PYTHONPATH=$PWD/python \
+      timeout 300 python3 -m pytest tests/python -q >"$OUT/pytest.log" 2>&1
+    summary+="pytest tests/python rc=$?: $(tail -1 "$OUT/pytest.log")\n"
+  fi
+fi
+printf "\n==== summary ====\n$summary"

@@ -1,0 +1,6 @@
+# GPU tests: the cuda-mma backend against the CPU reference. They skip with
+# a visible "SKIP: no CUDA device" line where there is no GPU (CI).
+if(MOE_HAVE_CUDA)
+  moe_add_test(test_cuda_mma ${CMAKE_CURRENT_LIST_DIR}/test_cuda_mma.c
+               LABELS gpu nosan)
+endif()

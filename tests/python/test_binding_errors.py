@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import moe
-import moe_reference as ref
+import binding_reference as ref
 
 E, K, H, I, M = 8, 2, 32, 24, 5
 SENTINEL = 7.25

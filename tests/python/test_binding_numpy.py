@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import moe
-import moe_reference as ref
+import binding_reference as ref
 
 H, I = 64, 48
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import moe
-import moe_reference as ref
+import binding_reference as ref
 
 E, H, I = 8, 64, 32
 

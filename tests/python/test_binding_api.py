@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import moe
-import moe_reference as ref
+import binding_reference as ref
 
 
 def test_version_and_build_info():

@@ -1,5 +1,5 @@
 """The binding on numpy arrays (CPU backends) against the numpy reference
-in moe_reference.py: every activation and dtype, every routing mode."""
+in binding_reference.py: every activation and dtype, every routing mode."""
 
 import numpy as np
 import pytest

@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else if (t->nbytes) {
       volatile uint8_t s = 0;
       const uint8_t *p = t->data;
-      for (uint64_t b = 0; b < t->nbytes; b++) s ^= p[b];
+      for (uint64_t b = 0; b < t->nbytes; b++)
+        s ^= p[b];
       (void)s;
     }
   }

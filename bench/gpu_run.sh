@@ -18,16 +18,16 @@ LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
 export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
 export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv \
-  | tee "$OUT/gpu.txt"
+  | tee /tmp/gpu.txt
 
 t0=$(date +%s)
 cmake -S . -B build-dev -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS="$ARCH" \
   -DCMOCKA_INCLUDE_DIR=$SYS/usr/include \
-  -DCMOCKA_LIBRARY=$LIBDIR/libcmocka.so >"$OUT/build.log" 2>&1 &&
-  ninja -C build-dev libmoe.so test_cuda_mma >>"$OUT/build.log" 2>&1
+  -DCMOCKA_LIBRARY=$LIBDIR/libcmocka.so >/tmp/build.log 2>&1 &&
+  ninja -C build-dev libmoe.so test_cuda_mma >>/tmp/build.log 2>&1
 rc=$?
 echo "build rc=$rc in $(($(date +%s) - t0)) s"
-if [ $rc -ne 0 ]; then tail -40 "$OUT/build.log"; exit 1; fi
+if [ $rc -ne 0 ]; then tail -40 /tmp/build.log; exit 1; fi
 
 summary=""
 if [ "$MODE" = test ] || [ "$MODE" = all ]; then
@@ -53,6 +53,15 @@ if [ "$MODE" = test ] || [ "$MODE" = all ]; then
     tail -3 "$OUT/san_$tool.log"
     summary+="compute-sanitizer $tool rc=$r ($(($(date +%s) - t0)) s): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_$tool.log" | tail -1)\n"
   done
+fi
+if [ "$MODE" = all ] && command -v ncu >/dev/null; then
+  # per-kernel durations of a few cases (second forward of each)
+  timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum \
+    -k regex:"grouped|route|permute|combine|act_reduce" \
+    python3 bench/profile_kernels.py --lib $PWD/build-dev/libmoe.so \
+    >"$OUT/ncu.log" 2>&1
+  summary+="ncu rc=$?\n"
+  grep -E "^  [a-z_]+.*\(|gpu__time_duration|=== case" "$OUT/ncu.log" | tail -80
 fi
 if [ "$MODE" = py ] || [ "$MODE" = all ]; then
   if [ -d tests/python ] && [ -d python/moe ]; then

@@ -118,7 +118,9 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 
 /* ---- per-layer state ---- */
 #define MMA_SPLIT_MAX 8
-#define MMA_SPLIT_ROWS 128
+#define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
+#define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
+#define MMA_SPLIT2_BYTES (128 << 20) /* ... and their size cap */
 
 typedef struct mma_impl {
   moe_shape s;
@@ -127,7 +129,8 @@ typedef struct mma_impl {
   const float *b13, *b2, *cbias;
   int32_t *emap;     /* device [E] or NULL */
   int Mc, P;         /* tokens and pairs per chunk */
-  int SRp, SRt;      /* split-K row capacity (pairs, tokens) */
+  int SRp, SRt;      /* GEMM1 split-K row capacity (pairs, tokens) */
+  int SR2p, SR2t;    /* GEMM2 split-K row capacity (pairs, tokens) */
   long long Ip, Isp; /* act row strides (multiples of 8) */
   void *ws;          /* one allocation; the rest point into it */
   int32_t *ids, *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
@@ -224,26 +227,31 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   L->P = (int)P;
   L->SRp = P < MMA_SPLIT_ROWS ? (int)P : MMA_SPLIT_ROWS;
   L->SRt = Mc < MMA_SPLIT_ROWS ? (int)Mc : MMA_SPLIT_ROWS;
+  long long sr2 = MMA_SPLIT2_BYTES / ((long long)MMA_SPLIT_MAX * s->H * 4);
+  if (sr2 > MMA_SPLIT2_ROWS) sr2 = MMA_SPLIT2_ROWS;
+  if (sr2 < L->SRp) sr2 = L->SRp;
+  L->SR2p = (int)(P < sr2 ? P : sr2);
+  L->SR2t = (int)(Mc < sr2 ? Mc : sr2);
   L->Ip = ((long long)s->I + 7) / 8 * 8;
   L->Isp = ((long long)s->Is + 7) / 8 * 8;
   const long long H = s->H, El = s->E_local;
   size_t off = 0, o[20];
-  o[0] = carve(&off, P * 4);                                   /* ids */
-  o[1] = carve(&off, P * 4);                                   /* wts */
-  o[2] = carve(&off, P * 4);                                   /* pair_e */
-  o[3] = carve(&off, P * 4);                                   /* rank */
-  o[4] = carve(&off, (El + 1) * 4);                            /* offsets */
-  o[5] = carve(&off, P * 4);                                   /* sorted_pair */
-  o[6] = carve(&off, P * 4);                                   /* sorted_tok */
-  o[7] = carve(&off, P * 4);                                   /* row_expert */
-  o[8] = carve(&off, 2 * (P + El) * 4);                        /* tiles */
-  o[9] = carve(&off, 4);                                       /* n_tiles */
-  o[10] = carve(&off, P * L->Ip * es);                         /* act */
-  o[11] = carve(&off, s->Is ? Mc * L->Isp * es : 0);           /* act_sh */
-  o[12] = carve(&off, P * H * 4);                              /* Y0 */
-  o[13] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * H * 4); /* Yx */
-  o[14] = carve(&off, s->Is ? Mc * H * 4 : 0);                 /* Ysh0 */
-  o[15] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * H * 4 : 0);
+  o[0] = carve(&off, P * 4);                         /* ids */
+  o[1] = carve(&off, P * 4);                         /* wts */
+  o[2] = carve(&off, P * 4);                         /* pair_e */
+  o[3] = carve(&off, P * 4);                         /* rank */
+  o[4] = carve(&off, (El + 1) * 4);                  /* offsets */
+  o[5] = carve(&off, P * 4);                         /* sorted_pair */
+  o[6] = carve(&off, P * 4);                         /* sorted_tok */
+  o[7] = carve(&off, P * 4);                         /* row_expert */
+  o[8] = carve(&off, 2 * (P + El) * 4);              /* tiles */
+  o[9] = carve(&off, 4);                             /* n_tiles */
+  o[10] = carve(&off, P * L->Ip * es);               /* act */
+  o[11] = carve(&off, s->Is ? Mc * L->Isp * es : 0); /* act_sh */
+  o[12] = carve(&off, P * H * 4);                    /* Y0 */
+  o[13] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SR2p * H * 4); /* Yx */
+  o[14] = carve(&off, s->Is ? Mc * H * 4 : 0);                  /* Ysh0 */
+  o[15] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SR2t * H * 4 : 0);
   o[16] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * s->N1 * 4); /* P1 */
   o[17] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * s->N1s * 4
                             : 0); /* P1s */
@@ -302,11 +310,17 @@ static moe_status mma_route(void *impl, const float *logits, int M,
   return MOE_OK;
 }
 
-/* Splits of K so that about four CTAs per SM stream weights (decode). */
-static int pick_split(const mma_impl *L, long long ctas, int K, int rows_ok) {
+/* Splits of K so that the weight-streaming CTAs fill the machine several
+ * times over: about four per SM for the small decode tile (three fit on an
+ * SM), eight per SM (four waves) for the larger ones, whose long K loops
+ * otherwise leave a part-filled last wave. */
+static int pick_split(const mma_impl *L, mma_cfg cfg, long long ctas, int K,
+                      int rows_ok) {
   if (!rows_ok || ctas <= 0) return 1;
-  long long want = (4LL * L->sms + ctas / 2) / ctas;
-  long long kmax = K / 256;
+  const long long target = (cfg == MMA_CFG_16 ? 4LL : 8LL) * L->sms;
+  long long want = cfg == MMA_CFG_16 ? (target + ctas / 2) / ctas
+                                     : (target + ctas - 1) / ctas;
+  long long kmax = K / (cfg == MMA_CFG_16 ? 256 : 512);
   if (want > kmax) want = kmax;
   if (want > MMA_SPLIT_MAX) want = MMA_SPLIT_MAX;
   return want < 1 ? 1 : (int)want;
@@ -386,7 +400,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
 
   int n1max = s->N1 > s->N1s ? s->N1 : s->N1s;
   dim3 grid1((unsigned)(sh_tiles + mb), (unsigned)((n1max + BN - 1) / BN), 1);
-  int S1 = pick_split(L, (long long)grid1.x * grid1.y, H, rows_ok);
+  int S1 = pick_split(L, cfg, (long long)grid1.x * grid1.y, H, rows_ok);
   g.split = S1;
   grid1.z = S1;
   mma_problem *p = &g.p[0];
@@ -434,7 +448,8 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   /* ---- GEMM2 ---- */
   dim3 grid2(grid1.x, (unsigned)((H + BN - 1) / BN), 1);
   const int kmin = has_sh && s->Is < s->I ? s->Is : s->I;
-  int S2 = pick_split(L, (long long)grid2.x * grid2.y, kmin, rows_ok);
+  const int rows2_ok = pairs <= L->SR2p && mc <= L->SR2t;
+  int S2 = pick_split(L, cfg, (long long)grid2.x * grid2.y, kmin, rows2_ok);
   grid2.z = S2;
   mma_gemm_args g2 = g;
   g2.split = S2;
@@ -452,7 +467,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   p->bias_stride = H;
   p->out = S2 > 1 ? L->Yx : L->Y0;
   p->ldo = H;
-  p->out_zstride = (long long)L->SRp * H;
+  p->out_zstride = (long long)L->SR2p * H;
   p->out_rows = L->sorted_pair;
   p->row_w = wts;
   p->kchunk = kchunk_of(s->I, S2);
@@ -467,7 +482,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
     p->w_aligned = aligned16(L->sw2, s->Is);
     p->out = S2 > 1 ? L->Yshx : L->Ysh0;
     p->ldo = H;
-    p->out_zstride = (long long)L->SRt * H;
+    p->out_zstride = (long long)L->SR2t * H;
     p->rows = mc;
     p->kchunk = kchunk_of(s->Is, S2);
   }
@@ -478,10 +493,10 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   mma_combine_args c;
   memset(&c, 0, sizeof c);
   c.Y = S2 > 1 ? L->Yx : L->Y0;
-  c.y_zstride = (long long)L->SRp * H;
+  c.y_zstride = (long long)L->SR2p * H;
   c.y_split = S2;
   c.Ysh = has_sh ? (S2 > 1 ? L->Yshx : L->Ysh0) : NULL;
-  c.ysh_zstride = (long long)L->SRt * H;
+  c.ysh_zstride = (long long)L->SR2t * H;
   c.ysh_split = S2;
   c.pair_e = L->pair_e;
   c.M = mc;

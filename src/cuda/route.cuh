@@ -99,6 +99,7 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
       }
       gsc[q] = (bias && gs >= 2) ? b1 + b2 : b1;
     }
+    __syncwarp(); /* every lane has read its groups' keys */
     for (int s = 0; s < keepn; s++) {
       float bv = -INFINITY;
       int bi = -1;
@@ -143,6 +144,7 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
       }
     }
     route_warp_best(bv, bi);
+    __syncwarp(); /* every lane has read the keys of this round */
     if (lane == 0) {
       /* Not selectable (key -Inf): a fill slot, weight 0. */
       float l = lg[bi], wt = 0.0f;

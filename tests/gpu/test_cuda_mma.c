@@ -492,6 +492,12 @@ static void test_edges(void **state) {
   run_case(&c);
   c = base, c.name = "expert map, caller ids", c.M = 50, c.emap = 1;
   run_case(&c);
+  c = base, c.name = "BM 64 tiles, split-K", c.E = 8, c.k = 2, c.H = 256;
+  c.I = 1024, c.M = 200;
+  run_case(&c);
+  c = base, c.name = "BM 128 tiles, split-K", c.E = 4, c.k = 1, c.H = 128;
+  c.I = 1024, c.Is = 1024, c.M = 600, c.ebias = 1;
+  run_case(&c);
   if (quick()) return;
   c = base, c.name = "chunks past max_tokens", c.M = 1000, c.max_tokens = 256;
   c.Is = 64;

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Per-kernel view of a few layer calls, for `ncu` (one forward per case,
+after one warm-up). Run: ncu --clock-control none --metrics
+gpu__time_duration.sum python3 bench/profile_kernels.py --lib ..."""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_moe as B  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--lib", default="build/libmoe.so")
+ap.add_argument("--cases", default="qwen3-30b-a3b:1,qwen3-30b-a3b:256,"
+                "deepseek-v3:1,mixtral-8x7b:256,qwen3-30b-a3b:4096")
+a = ap.parse_args()
+moe = B.Moe(a.lib)
+for case in a.cases.split(","):
+    name, M = case.split(":")
+    M = int(M)
+    p = B.PRESETS[name]
+    w = B.make_weights(p)
+    h = moe.layer(p, w, max(M, 16))
+    x = torch.randn(M, p["H"], dtype=torch.bfloat16, device="cuda")
+    lg = torch.randn(M, p["E"], device="cuda")
+    out = torch.empty_like(x)
+    torch.cuda.nvtx.range_push(case)
+    moe.forward(h, x, lg, out)
+    torch.cuda.synchronize()
+    print("=== case", case, flush=True)
+    moe.forward(h, x, lg, out)
+    torch.cuda.synchronize()
+    torch.cuda.nvtx.range_pop()
+    moe.lib.moe_layer_destroy(h)
+    del w
+    torch.cuda.empty_cache()

@@ -13,7 +13,7 @@ import bench_moe as B  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lib", default="build/libmoe.so")
-ap.add_argument("--cases", default="qwen3-30b-a3b:1,qwen3-30b-a3b:256,"
+ap.add_argument("--cases", default="qwen3-30b-a3b:1,qwen3-30b-a3b:16,"
                 "deepseek-v3:1,mixtral-8x7b:256,qwen3-30b-a3b:4096")
 a = ap.parse_args()
 moe = B.Moe(a.lib)

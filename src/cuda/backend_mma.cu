@@ -134,7 +134,7 @@ typedef struct mma_impl {
   long long Ip, Isp; /* act row strides (multiples of 8) */
   void *ws;          /* one allocation; the rest point into it */
   int32_t *ids, *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
-  int32_t *row_expert, *tiles, *n_tiles;
+  int32_t *row_expert, *tiles, *n_tiles, *counts;
   float *wts;
   void *act, *act_sh;
   float *Y0, *Yx, *Ysh0, *Yshx, *P1, *P1s;
@@ -236,19 +236,20 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   L->Isp = ((long long)s->Is + 7) / 8 * 8;
   const long long H = s->H, El = s->E_local;
   size_t off = 0, o[20];
-  o[0] = carve(&off, P * 4);                         /* ids */
-  o[1] = carve(&off, P * 4);                         /* wts */
-  o[2] = carve(&off, P * 4);                         /* pair_e */
-  o[3] = carve(&off, P * 4);                         /* rank */
-  o[4] = carve(&off, (El + 1) * 4);                  /* offsets */
-  o[5] = carve(&off, P * 4);                         /* sorted_pair */
-  o[6] = carve(&off, P * 4);                         /* sorted_tok */
-  o[7] = carve(&off, P * 4);                         /* row_expert */
-  o[8] = carve(&off, 2 * (P + El) * 4);              /* tiles */
-  o[9] = carve(&off, 4);                             /* n_tiles */
-  o[10] = carve(&off, P * L->Ip * es);               /* act */
-  o[11] = carve(&off, s->Is ? Mc * L->Isp * es : 0); /* act_sh */
-  o[12] = carve(&off, P * H * 4);                    /* Y0 */
+  o[0] = carve(&off, P * 4);            /* ids */
+  o[1] = carve(&off, P * 4);            /* wts */
+  o[2] = carve(&off, P * 4);            /* pair_e */
+  o[3] = carve(&off, P * 4);            /* rank */
+  o[4] = carve(&off, (El + 1) * 4);     /* offsets */
+  o[5] = carve(&off, P * 4);            /* sorted_pair */
+  o[6] = carve(&off, P * 4);            /* sorted_tok */
+  o[7] = carve(&off, P * 4);            /* row_expert */
+  o[8] = carve(&off, 2 * (P + El) * 4); /* tiles */
+  o[9] = carve(&off, 4);
+  o[18] = carve(&off, El * 4);                                  /* counts */
+  o[10] = carve(&off, P * L->Ip * es);                          /* act */
+  o[11] = carve(&off, s->Is ? Mc * L->Isp * es : 0);            /* act_sh */
+  o[12] = carve(&off, P * H * 4);                               /* Y0 */
   o[13] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SR2p * H * 4); /* Yx */
   o[14] = carve(&off, s->Is ? Mc * H * 4 : 0);                  /* Ysh0 */
   o[15] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SR2t * H * 4 : 0);
@@ -267,6 +268,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   L->row_expert = (int32_t *)(b + o[7]);
   L->tiles = (int32_t *)(b + o[8]);
   L->n_tiles = (int32_t *)(b + o[9]);
+  L->counts = (int32_t *)(b + o[18]);
   L->act = b + o[10];
   L->act_sh = s->Is ? b + o[11] : NULL;
   L->Y0 = (float *)(b + o[12]);
@@ -346,9 +348,11 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   /* Tile shape from the mean rows per active expert. */
   const int ne = El < pairs ? El : pairs;
   const int avg = ne > 0 ? pairs / ne : pairs;
-  const mma_cfg cfg = avg <= 24   ? MMA_CFG_16
-                      : avg <= 96 ? MMA_CFG_64
-                                  : MMA_CFG_128;
+  /* The 16-row tile streams weights best (bench/NOTES.md); experts with
+   * up to 64 rows re-read a weight tile from L2, not from memory. */
+  const mma_cfg cfg = avg <= 64    ? MMA_CFG_16
+                      : avg <= 128 ? MMA_CFG_64
+                                   : MMA_CFG_128;
   const int BM = mma_cfg_bm(cfg), BN = mma_cfg_bn(cfg);
 
   /* ---- routing and permutation ---- */
@@ -369,6 +373,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   pa.row_expert = L->row_expert;
   pa.tiles = L->tiles;
   pa.n_tiles = L->n_tiles;
+  pa.counts = L->counts;
   const float *wts = logits ? L->wts : w_in;
   if (logits) {
     mma_route_args r = route_args(L, logits, mc, L->ids, L->wts);

@@ -129,7 +129,9 @@ typedef struct mma_permute_args {
   int32_t *row_expert;  /* [pairs] */
   int32_t *tiles;       /* [2 * (pairs + E_local)] */
   int32_t *n_tiles;     /* [1] */
+  int32_t *counts;      /* [E_local] scratch of the multi-block path */
 } mma_permute_args;
+#define MMA_PERMUTE_ONE_BLOCK_MAX 8192 /* pairs; above: three kernels */
 
 #define MMA_ROUTE_MAX_E 4096
 #define MMA_ROUTE_MAX_GROUPS 64

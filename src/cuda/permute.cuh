@@ -59,24 +59,21 @@ __device__ __forceinline__ void block_scan2(int &a, int &b, int &ta, int &tb) {
   b = s_b[w] + ib - b;
 }
 
-/* s_off, s_toff: shared memory, E_local + 1 ints each. */
-static __device__ void permute_block(const mma_permute_args &p, int *s_off,
-                                     int *s_toff) {
+/* Local expert of pair q (-1: not here, or an id out of range). */
+__device__ __forceinline__ int permute_local(const mma_permute_args &p, int q) {
+  const int g = p.ids[q];
+  int le = -1;
+  if (g >= 0 && g < p.E) le = p.emap ? p.emap[g] : g;
+  return (le >= p.E_local || le < 0) ? -1 : le;
+}
+
+/* s_off[e] holds expert e's row count on entry; on return s_off / s_toff
+ * (and p.offsets) hold the row and tile offsets, E_local + 1 of each, and
+ * the tile list is written. Whole block. */
+static __device__ void permute_scan_block(const mma_permute_args &p, int *s_off,
+                                          int *s_toff) {
   __shared__ int s_tot[2];
   const int tid = threadIdx.x, nt = blockDim.x, El = p.E_local;
-  for (int e = tid; e < El; e += nt)
-    s_off[e] = 0;
-  __syncthreads();
-  for (int q = tid; q < p.pairs; q += nt) {
-    const int g = p.ids[q];
-    int le = -1;
-    if (g >= 0 && g < p.E) le = p.emap ? p.emap[g] : g;
-    if (le >= El || le < 0) le = -1;
-    p.pair_e[q] = le;
-    if (le >= 0) p.rank[q] = atomicAdd(&s_off[le], 1);
-  }
-  __syncthreads();
-
   /* Each thread owns a run of experts; scan the runs' totals. */
   const int per = (El + nt - 1) / nt;
   const int e0 = min(El, tid * per), e1 = min(El, e0 + per);
@@ -108,15 +105,6 @@ static __device__ void permute_block(const mma_permute_args &p, int *s_off,
     *p.n_tiles = s_tot[1];
   }
   __syncthreads();
-
-  for (int q = tid; q < p.pairs; q += nt) {
-    const int le = p.pair_e[q];
-    if (le < 0) continue;
-    const int r = s_off[le] + p.rank[q];
-    p.sorted_pair[r] = q;
-    p.sorted_tok[r] = q / p.k;
-    p.row_expert[r] = le;
-  }
   for (int e = tid; e < El; e += nt) {
     const int c = s_off[e + 1] - s_off[e];
     const int n = (c + p.bm - 1) / p.bm;
@@ -125,6 +113,35 @@ static __device__ void permute_block(const mma_permute_args &p, int *s_off,
       p.tiles[2 * (s_toff[e] + i) + 1] = i * p.bm;
     }
   }
+}
+
+__device__ __forceinline__ void permute_place(const mma_permute_args &p, int q,
+                                              const int *off) {
+  const int le = p.pair_e[q];
+  if (le < 0) return;
+  const int r = off[le] + p.rank[q];
+  p.sorted_pair[r] = q;
+  p.sorted_tok[r] = q / p.k;
+  p.row_expert[r] = le;
+}
+
+/* The whole permutation by one block. s_off, s_toff: shared memory,
+ * E_local + 1 ints each. */
+static __device__ void permute_block(const mma_permute_args &p, int *s_off,
+                                     int *s_toff) {
+  const int tid = threadIdx.x, nt = blockDim.x, El = p.E_local;
+  for (int e = tid; e < El; e += nt)
+    s_off[e] = 0;
+  __syncthreads();
+  for (int q = tid; q < p.pairs; q += nt) {
+    const int le = permute_local(p, q);
+    p.pair_e[q] = le;
+    if (le >= 0) p.rank[q] = atomicAdd(&s_off[le], 1);
+  }
+  __syncthreads();
+  permute_scan_block(p, s_off, s_toff);
+  for (int q = tid; q < p.pairs; q += nt)
+    permute_place(p, q, s_off);
 }
 
 #endif

@@ -6,9 +6,13 @@
 #include "permute.cuh"
 #include "route.cuh"
 
-/* Warps per block so that E keys per warp stay within 48 KB. */
-static int route_warps(int E) {
-  int w = 12288 / (E > 0 ? E : 1);
+/* Floats of per-warp scratch (route.cuh) and warps per block so that the
+ * scratch stays within 48 KB. */
+static __host__ __device__ __forceinline__ int route_scratch(int E, int k) {
+  return 2 * E + k;
+}
+static int route_warps(int E, int k) {
+  int w = 12288 / route_scratch(E, k);
   return w < 1 ? 1 : w > 8 ? 8 : w;
 }
 
@@ -17,7 +21,7 @@ __global__ void route_kernel(const mma_route_args r) {
   const int w = threadIdx.x >> 5;
   const int t = blockIdx.x * (blockDim.x >> 5) + w;
   if (t >= r.M) return;
-  route_token_warp(r, t, s_key + (long long)w * r.E);
+  route_token_warp(r, t, s_key + (long long)w * route_scratch(r.E, r.k));
 }
 
 __global__ void route_permute_kernel(const mma_route_args r,
@@ -26,26 +30,28 @@ __global__ void route_permute_kernel(const mma_route_args r,
   const int w = threadIdx.x >> 5;
   if (w < rw)
     for (int t = w; t < r.M; t += rw)
-      route_token_warp(r, t, s_dyn + (long long)w * r.E);
+      route_token_warp(r, t, s_dyn + (long long)w * route_scratch(r.E, r.k));
   __syncthreads(); /* ids in global memory, visible to the whole block */
-  int *s_off = (int *)(s_dyn + (long long)rw * r.E);
+  int *s_off = (int *)(s_dyn + (long long)rw * route_scratch(r.E, r.k));
   permute_block(p, s_off, s_off + p.E_local + 1);
 }
 
 extern "C" cudaError_t mma_launch_route(const mma_route_args *r,
                                         cudaStream_t s) {
   if (r->M <= 0) return cudaSuccess;
-  const int rw = route_warps(r->E);
+  const int rw = route_warps(r->E, r->k);
   const int blocks = (r->M + rw - 1) / rw;
-  route_kernel<<<blocks, rw * 32, (size_t)rw * r->E * sizeof(float), s>>>(*r);
+  route_kernel<<<blocks, rw * 32,
+                 (size_t)rw * route_scratch(r->E, r->k) * sizeof(float), s>>>(
+      *r);
   return cudaGetLastError();
 }
 
 extern "C" cudaError_t mma_launch_route_permute(const mma_route_args *r,
                                                 const mma_permute_args *p,
                                                 cudaStream_t s) {
-  const int rw = route_warps(r->E);
-  const size_t smem = (size_t)rw * r->E * sizeof(float) +
+  const int rw = route_warps(r->E, r->k);
+  const size_t smem = (size_t)rw * route_scratch(r->E, r->k) * sizeof(float) +
                       (size_t)2 * (p->E_local + 1) * sizeof(int);
   route_permute_kernel<<<1, 1024, smem, s>>>(*r, *p, rw);
   return cudaGetLastError();

@@ -42,6 +42,8 @@ __device__ __forceinline__ float route_sigmoid(float x) {
  * expert is selectable only when its logit and key are finite. */
 static __device__ void route_token_warp(const mma_route_args &r, int t,
                                         float *key) {
+  /* Per-warp scratch: key[E], the weights sv[E], the chosen weights [k]. */
+  float *sv = key + r.E, *wsel = key + 2 * r.E;
   const int lane = threadIdx.x & 31, E = r.E;
   const float *lg = r.logits + (long long)t * E;
   const bool softmax = r.scoring == MOE_SCORING_SOFTMAX;
@@ -66,13 +68,14 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
     inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   }
   for (int e = lane; e < E; e += 32) {
-    float l = lg[e], kv = -INFINITY;
+    float l = lg[e], kv = -INFINITY, sw = 0.0f;
     if (isfinite(l)) {
-      kv = softmax ? expf(l - mx) * inv : route_sigmoid(l);
-      if (bias) kv += bias[e];
+      sw = softmax ? expf(l - mx) * inv : route_sigmoid(l);
+      kv = bias ? sw + bias[e] : sw;
       if (!isfinite(kv)) kv = -INFINITY;
     }
     key[e] = kv;
+    sv[e] = sw;
   }
   __syncwarp();
 
@@ -159,7 +162,7 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
   wsum = __shfl_sync(0xffffffffu, wsum, 0);
   const bool norm = r.renormalize && wsum > 0.0f;
   for (int s = lane; s < r.k; s += 32)
-    w[s] = (norm ? w[s] / wsum : w[s]) * r.scale;
+    w[s] = (norm ? wsel[s] / wsum : wsel[s]) * r.scale;
 }
 
 #endif

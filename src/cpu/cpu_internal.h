@@ -23,9 +23,13 @@
  * vectors (cpu_kernels.vec_bf16). Every (r, t) result is computed with the
  * same instruction sequence whatever nr, nt and the tile position are, so the
  * fast path gives bit-identical results for any thread count.
+ * pf, when not NULL, is the next block of rows (same ldw and shape): the
+ * kernel prefetches it toward L2 as it streams w, so the memory system
+ * always has the next weights in flight (prefetches change no result).
  */
 typedef void (*cpu_tile_fn)(const void *w, size_t ldw, int nr,
-                            const void *const *xs, int nt, int K, float *out);
+                            const void *const *xs, int nt, int K, float *out,
+                            const void *pf);
 
 typedef struct cpu_kernels {
   cpu_tile_fn tile[MOE_DTYPE_COUNT]; /* by weight dtype */

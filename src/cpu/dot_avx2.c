@@ -42,7 +42,7 @@ INL float hsum8(__m256 v) {
 
 #define DEFINE_BODY(NAME, LOADW, ESZ)                                          \
   INL void NAME(const char *w, size_t ldw, const void *const *xs, int K,       \
-                float *out, const int R, const int T) {                        \
+                float *out, const char *pf, const int R, const int T) {        \
     __m256 acc[CPU_TILE_R][2];                                                 \
     const float *x[2];                                                         \
     for (int t = 0; t < T; t++)                                                \
@@ -52,6 +52,9 @@ INL float hsum8(__m256 v) {
         acc[r][t] = _mm256_setzero_ps();                                       \
     int k = 0;                                                                 \
     for (; k + 8 <= K; k += 8) {                                               \
+      if (pf && ((k * ESZ) & 63) == 0) /* once per 64-byte line */             \
+        for (int r = 0; r < R; r++)                                            \
+          _mm_prefetch(pf + (r * ldw + k) * ESZ, _MM_HINT_T1);                 \
       __m256 wv[CPU_TILE_R];                                                   \
       for (int r = 0; r < R; r++)                                              \
         wv[r] = LOADW(w + r * ldw * ESZ, k);                                   \
@@ -93,29 +96,33 @@ DEFINE_BODY(body_bf16, w8_bf16, 2)
 #define PASS(BODY, xs2, o2, T2)                                                \
   switch (nr) {                                                                \
   case 1:                                                                      \
-    BODY(wp, ldw, xs2, K, o2, 1, T2);                                          \
+    BODY(wp, ldw, xs2, K, o2, pfp, 1, T2);                                     \
     break;                                                                     \
   case 2:                                                                      \
-    BODY(wp, ldw, xs2, K, o2, 2, T2);                                          \
+    BODY(wp, ldw, xs2, K, o2, pfp, 2, T2);                                     \
     break;                                                                     \
   case 3:                                                                      \
-    BODY(wp, ldw, xs2, K, o2, 3, T2);                                          \
+    BODY(wp, ldw, xs2, K, o2, pfp, 3, T2);                                     \
     break;                                                                     \
   default:                                                                     \
-    BODY(wp, ldw, xs2, K, o2, 4, T2);                                          \
+    BODY(wp, ldw, xs2, K, o2, pfp, 4, T2);                                     \
     break;                                                                     \
   }
 
 #define DEFINE_TILE(NAME, BODY)                                                \
   static TGT void NAME(const void *w, size_t ldw, int nr,                      \
-                       const void *const *xs, int nt, int K, float *out) {     \
+                       const void *const *xs, int nt, int K, float *out,       \
+                       const void *pf) {                                       \
     const char *wp = (const char *)w;                                          \
+    /* Only the first pass streams the rows from memory. */                    \
+    const char *pfp = (const char *)pf;                                        \
     for (int t0 = 0; t0 < nt; t0 += 2) {                                       \
       if (nt - t0 >= 2) {                                                      \
         PASS(BODY, xs + t0, out + t0, 2)                                       \
       } else {                                                                 \
         PASS(BODY, xs + t0, out + t0, 1)                                       \
       }                                                                        \
+      pfp = NULL;                                                              \
     }                                                                          \
   }
 

@@ -27,7 +27,8 @@
 /* The body is instantiated for every (R, T) with constant bounds, so the
  * accumulator arrays live in registers. */
 INL void tile_bf16_body(const uint16_t *w, size_t ldw, const void *const *xs,
-                        int K, float *out, const int R, const int T) {
+                        int K, float *out, const char *pf, const int R,
+                        const int T) {
   __m512 acc[CPU_TILE_R][CPU_TILE_T];
   const uint16_t *x[CPU_TILE_T];
   for (int t = 0; t < T; t++)
@@ -38,6 +39,9 @@ INL void tile_bf16_body(const uint16_t *w, size_t ldw, const void *const *xs,
   int k = 0;
   for (; k + 32 <= K; k += 32) {
     __m512i wv[CPU_TILE_R], xv[CPU_TILE_T];
+    if (pf)
+      for (int r = 0; r < R; r++)
+        _mm_prefetch(pf + (r * ldw + k) * 2, _MM_HINT_T1);
     for (int r = 0; r < R; r++)
       wv[r] = _mm512_loadu_si512((const void *)(w + r * ldw + k));
     for (int t = 0; t < T; t++)
@@ -81,7 +85,7 @@ INL __m512 load16_f16_tail(const void *p, size_t i, __mmask16 m) {
 
 #define DEFINE_FMA_BODY(NAME, LOADW, LOADW_TAIL, ESZ)                          \
   INL void NAME(const void *w, size_t ldw, const void *const *xs, int K,       \
-                float *out, const int R, const int T) {                        \
+                float *out, const char *pf, const int R, const int T) {        \
     __m512 acc[CPU_TILE_R][CPU_TILE_T];                                        \
     for (int r = 0; r < R; r++)                                                \
       for (int t = 0; t < T; t++)                                              \
@@ -89,6 +93,9 @@ INL __m512 load16_f16_tail(const void *p, size_t i, __mmask16 m) {
     int k = 0;                                                                 \
     for (; k + 16 <= K; k += 16) {                                             \
       __m512 wv[CPU_TILE_R], xv[CPU_TILE_T];                                   \
+      if (pf && ((k * ESZ) & 63) == 0) /* once per 64-byte line */             \
+        for (int r = 0; r < R; r++)                                            \
+          _mm_prefetch(pf + (r * ldw + k) * ESZ, _MM_HINT_T1);                 \
       for (int r = 0; r < R; r++)                                              \
         wv[r] = LOADW(w, r * ldw + k);                                         \
       for (int t = 0; t < T; t++)                                              \
@@ -120,70 +127,73 @@ DEFINE_FMA_BODY(tile_f16_body, load16_f16, load16_f16_tail, 2)
 #define DISPATCH(BODY, W)                                                      \
   switch ((nr - 1) * CPU_TILE_T + (nt - 1)) {                                  \
   case 0:                                                                      \
-    BODY(W, ldw, xs, K, out, 1, 1);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 1, 1);                          \
     break;                                                                     \
   case 1:                                                                      \
-    BODY(W, ldw, xs, K, out, 1, 2);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 1, 2);                          \
     break;                                                                     \
   case 2:                                                                      \
-    BODY(W, ldw, xs, K, out, 1, 3);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 1, 3);                          \
     break;                                                                     \
   case 3:                                                                      \
-    BODY(W, ldw, xs, K, out, 1, 4);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 1, 4);                          \
     break;                                                                     \
   case 4:                                                                      \
-    BODY(W, ldw, xs, K, out, 2, 1);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 2, 1);                          \
     break;                                                                     \
   case 5:                                                                      \
-    BODY(W, ldw, xs, K, out, 2, 2);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 2, 2);                          \
     break;                                                                     \
   case 6:                                                                      \
-    BODY(W, ldw, xs, K, out, 2, 3);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 2, 3);                          \
     break;                                                                     \
   case 7:                                                                      \
-    BODY(W, ldw, xs, K, out, 2, 4);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 2, 4);                          \
     break;                                                                     \
   case 8:                                                                      \
-    BODY(W, ldw, xs, K, out, 3, 1);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 3, 1);                          \
     break;                                                                     \
   case 9:                                                                      \
-    BODY(W, ldw, xs, K, out, 3, 2);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 3, 2);                          \
     break;                                                                     \
   case 10:                                                                     \
-    BODY(W, ldw, xs, K, out, 3, 3);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 3, 3);                          \
     break;                                                                     \
   case 11:                                                                     \
-    BODY(W, ldw, xs, K, out, 3, 4);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 3, 4);                          \
     break;                                                                     \
   case 12:                                                                     \
-    BODY(W, ldw, xs, K, out, 4, 1);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 4, 1);                          \
     break;                                                                     \
   case 13:                                                                     \
-    BODY(W, ldw, xs, K, out, 4, 2);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 4, 2);                          \
     break;                                                                     \
   case 14:                                                                     \
-    BODY(W, ldw, xs, K, out, 4, 3);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 4, 3);                          \
     break;                                                                     \
   case 15:                                                                     \
-    BODY(W, ldw, xs, K, out, 4, 4);                                            \
+    BODY(W, ldw, xs, K, out, (const char *)pf, 4, 4);                          \
     break;                                                                     \
   default:                                                                     \
     break;                                                                     \
   }
 
 static TGT void tile_bf16(const void *w, size_t ldw, int nr,
-                          const void *const *xs, int nt, int K, float *out) {
+                          const void *const *xs, int nt, int K, float *out,
+                          const void *pf) {
   const uint16_t *wp = (const uint16_t *)w;
   DISPATCH(tile_bf16_body, wp)
 }
 
 static TGT void tile_f16(const void *w, size_t ldw, int nr,
-                         const void *const *xs, int nt, int K, float *out) {
+                         const void *const *xs, int nt, int K, float *out,
+                         const void *pf) {
   DISPATCH(tile_f16_body, w)
 }
 
 static TGT void tile_f32(const void *w, size_t ldw, int nr,
-                         const void *const *xs, int nt, int K, float *out) {
+                         const void *const *xs, int nt, int K, float *out,
+                         const void *pf) {
   DISPATCH(tile_f32_body, w)
 }
 

@@ -107,8 +107,12 @@ static void gemm1_act(const cpu_layer *L, const void *w13, const float *b13,
         int T = q1 - p < CPU_TILE_T ? q1 - p : CPU_TILE_T;
         for (int t = 0; t < T; t++)
           xs[t] = vec_at(src, p + t);
-        tile(wg, ld, R, xs, T, H, g);
-        if (s->gated) tile(wu, ld, R, xs, T, H, u);
+        /* The first vector tile streams this row block from memory:
+         * have it fetch the next block meanwhile. */
+        int pf = p == q0 && j + R < j1;
+        tile(wg, ld, R, xs, T, H, g, pf ? wg + R * ld * es : NULL);
+        if (s->gated)
+          tile(wu, ld, R, xs, T, H, u, pf ? wu + R * ld * es : NULL);
         for (int r = 0; r < R; r++) {
           float bg = 0.0f, bu = 0.0f;
           if (b13) {
@@ -151,7 +155,8 @@ static void gemm2_acc(const cpu_layer *L, const void *w2, const float *b2,
         int T = q1 - p < CPU_TILE_T ? q1 - p : CPU_TILE_T;
         for (int t = 0; t < T; t++)
           as[t] = (const char *)a + (size_t)(p + t) * K * vsz;
-        tile(w, (size_t)K, R, as, T, K, o);
+        int pf = p == q0 && h + R < h1;
+        tile(w, (size_t)K, R, as, T, K, o, pf ? w + (size_t)R * K * es : NULL);
         for (int t = 0; t < T; t++) {
           float *yr = y + (size_t)(tok ? tok[p + t] : p + t) * H + h;
           float wv = wt ? wt[p + t] : 1.0f;

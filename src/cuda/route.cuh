@@ -150,10 +150,9 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
     __syncwarp(); /* every lane has read the keys of this round */
     if (lane == 0) {
       /* Not selectable (key -Inf): a fill slot, weight 0. */
-      float l = lg[bi], wt = 0.0f;
-      if (bv != -INFINITY) wt = softmax ? expf(l - mx) * inv : route_sigmoid(l);
+      const float wt = bv != -INFINITY ? sv[bi] : 0.0f;
       ids[s] = bi;
-      w[s] = wt;
+      wsel[s] = wt;
       wsum += wt;
       key[bi] = NAN;
     }

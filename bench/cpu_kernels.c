@@ -4,9 +4,11 @@
  *   cpu_kernels bw                 read bandwidth of the machine (GB/s)
  *   cpu_kernels qwen [M...]        qwen3-30b-a3b layer: cpu-avx512, cpu-avx2
  *                                  (and cpu-ref for M >= 64) per M
- * Reads MOE_BENCH_THREADS (default: all cores) and MOE_BENCH_BACKEND (one
- * backend only). Build: see bench/NOTES.md
- * or the comment in tests/cpu/tests.cmake.
+ * Reads MOE_BENCH_THREADS (default: all cores), MOE_BENCH_BACKEND (one
+ * backend only), MOE_BENCH_FLUSH=1 (evict caches before each call).
+ * Build (from the repository root):
+ *   gcc -std=c11 -O3 -Iinclude -Isrc bench/cpu_kernels.c src/cpu/[a-z]*.c \
+ *       src/convert.c src/memops_host.c -lpthread -lm -o cpu_kernels
  */
 #define _GNU_SOURCE
 #include "cpu/cpu.h"
@@ -137,7 +139,14 @@ int main(int argc, char **argv) {
   fill_bf16(x, (size_t)maxM * s.H, 1.0f);
   int32_t *ids = malloc((size_t)maxM * s.k * 4);
   float *wts = malloc((size_t)maxM * s.k * 4);
-  printf("qwen3-30b-a3b bf16, %d threads\n", nt);
+  /* MOE_BENCH_FLUSH=1: write 512 MiB between calls so that no weight is
+   * served from the (large) last-level cache. */
+  unsigned char *flush = NULL;
+  size_t flush_n = (size_t)512 << 20;
+  if (getenv("MOE_BENCH_FLUSH") && atoi(getenv("MOE_BENCH_FLUSH")))
+    flush = calloc(flush_n, 1);
+  printf("qwen3-30b-a3b bf16, %d threads%s\n", nt,
+         flush ? ", cache flushed before each call" : "");
   for (int mi = 0; mi < nM; mi++) {
     int M = Ms[mi];
     for (int b = 0; b < 3; b++) {
@@ -161,6 +170,9 @@ int main(int argc, char **argv) {
         int nu = 0;
         for (int i = 0; i < M * s.k; i++)
           if (!used[ids[i]]) used[ids[i]] = 1, nu++;
+        if (flush) /* evict the last-level cache: weights come from DRAM */
+          for (size_t i = 0; i < flush_n; i++)
+            flush[i]++;
         double t0 = now();
         bk[b]->forward(impl, &bt, NULL, msg, sizeof msg);
         double dt = now() - t0;

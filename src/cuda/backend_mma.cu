@@ -348,11 +348,12 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   /* Tile shape from the mean rows per active expert. */
   const int ne = El < pairs ? El : pairs;
   const int avg = ne > 0 ? pairs / ne : pairs;
-  /* The 16-row tile streams weights best (bench/NOTES.md); experts with
-   * up to 64 rows re-read a weight tile from L2, not from memory. */
-  const mma_cfg cfg = avg <= 64    ? MMA_CFG_16
-                      : avg <= 128 ? MMA_CFG_64
-                                   : MMA_CFG_128;
+  /* Tile rows from the mean rows per active expert (bench/NOTES.md: the
+   * 16-row tile streams weights best while experts hold few rows; with
+   * more, its L2 re-reads and low MMA density cost more than it saves). */
+  const mma_cfg cfg = avg <= 24   ? MMA_CFG_16
+                      : avg <= 96 ? MMA_CFG_64
+                                  : MMA_CFG_128;
   const int BM = mma_cfg_bm(cfg), BN = mma_cfg_bn(cfg);
 
   /* ---- routing and permutation ---- */

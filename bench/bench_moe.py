@@ -337,6 +337,8 @@ def main():
     ap.add_argument("--tokens", default="1,4,16,64,256,1024,4096,16384")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--ab-pdl", action="store_true",
+                    help="also time M <= 256 with MOE_CUDA_PDL=0")
     a = ap.parse_args()
     torch.manual_seed(0)
     moe = Moe(a.lib)
@@ -362,6 +364,11 @@ def main():
         ws = [make_weights(p), make_weights(p)]
         maxm = max(tokens)
         layers = [moe.layer(p, w, maxm) for w in ws]
+        layers_nopdl = []
+        if a.ab_pdl:  # same kernels without programmatic dependent launch
+            os.environ["MOE_CUDA_PDL"] = "0"
+            layers_nopdl = [moe.layer(p, w, min(maxm, 256)) for w in ws]
+            os.environ.pop("MOE_CUDA_PDL")
         for M in tokens:
             x = torch.randn(M, p["H"], dtype=torch.bfloat16, device="cuda")
             logits = torch.randn(M, p["E"], device="cuda")
@@ -370,6 +377,11 @@ def main():
             fns = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
                    for h, o in zip(layers, outs)]
             us = graph_time(fns, reps)
+            us_nopdl = None
+            if layers_nopdl and M <= 256:
+                fns0 = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
+                        for h, o in zip(layers_nopdl, outs)]
+                us_nopdl = round(graph_time(fns0, reps), 2)
             ids, _ = route_torch(p, logits, ws[0].get("cb"))
             fl, byts, flops = floor_us(p, ids, M)
             row = {"preset": name, "tokens": M, "backend": "cuda-mma",
@@ -393,6 +405,8 @@ def main():
                         row["peers"][peer] = None
                         print("  %s failed: %s" % (peer, str(ex)[:200]),
                               flush=True)
+            if us_nopdl is not None:
+                row["us_without_pdl"] = us_nopdl
             res["rows"].append(row)
             pr = row["peers"]
             print("%-15s M=%-6d %10.1f us  floor %9.1f  %5.1f%%  grouped %s  "
@@ -401,7 +415,7 @@ def main():
                                          pr.get("torch_loop"), err),
                   flush=True)
             del x, logits, outs
-        for h in layers:
+        for h in layers + layers_nopdl:
             moe.lib.moe_layer_destroy(h)
         del ws
         torch.cuda.empty_cache()
@@ -409,12 +423,13 @@ def main():
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
     # summary table
-    print("\n%-15s %6s %9s %6s %9s %9s" % ("preset", "M", "us", "%floor",
-                                          "grouped", "loop"))
+    print("\n%-15s %6s %9s %6s %9s %9s %9s" % (
+        "preset", "M", "us", "%floor", "grouped", "loop", "no-pdl"))
     for r in res["rows"]:
-        print("%-15s %6d %9.1f %6.1f %9s %9s" % (
+        print("%-15s %6d %9.1f %6.1f %9s %9s %9s" % (
             r["preset"], r["tokens"], r["us"], r["pct_floor"],
-            r["peers"].get("torch_grouped_mm"), r["peers"].get("torch_loop")))
+            r["peers"].get("torch_grouped_mm"), r["peers"].get("torch_loop"),
+            r.get("us_without_pdl", "")))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,21 @@ static int sass_usable(const char *tok, int len, int sm) {
   return 0;
 }
 
+/* SASS for exactly this sm (or its family) in the build? */
+static int sass_for(int sm) {
+  const char *p = MOE_CUDA_ARCH_LIST;
+  while (*p) {
+    while (*p == ' ' || *p == ';')
+      p++;
+    const char *q = p;
+    while (*q && *q != ' ' && *q != ';')
+      q++;
+    if (q > p && sass_usable(p, (int)(q - p), sm)) return 1;
+    p = q;
+  }
+  return 0;
+}
+
 static int image_for(int sm) {
   const char *p = MOE_CUDA_ARCH_LIST;
   while (*p) {
@@ -125,6 +140,7 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 typedef struct mma_impl {
   moe_shape s;
   int sms;
+  int pdl; /* programmatic dependent launch between the forward's kernels */
   const void *w13, *w2, *sw13, *sw2;
   const float *b13, *b2, *cbias;
   int32_t *emap;     /* device [E] or NULL */
@@ -209,6 +225,19 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
     CKL(cudaGetDevice(&dev), "cudaGetDevice");
     CKL(cudaDeviceGetAttribute(&L->sms, cudaDevAttrMultiProcessorCount, dev),
         "cudaDeviceGetAttribute");
+  }
+  {
+    /* PDL needs sm_90+ and kernels that hold griddepcontrol: only where
+     * this build has SASS for the device (PTX of an older arch has none). */
+    int dev = 0, maj = 0, mnr = 0;
+    CKL(cudaGetDevice(&dev), "cudaGetDevice");
+    CKL(cudaDeviceGetAttribute(&maj, cudaDevAttrComputeCapabilityMajor, dev),
+        "cudaDeviceGetAttribute");
+    CKL(cudaDeviceGetAttribute(&mnr, cudaDevAttrComputeCapabilityMinor, dev),
+        "cudaDeviceGetAttribute");
+    const int sm = maj * 10 + mnr;
+    const char *e = getenv("MOE_CUDA_PDL"); /* "0": off, for comparisons */
+    L->pdl = sm >= 90 && sass_for(sm) && !(e && e[0] == '0');
   }
   CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
   CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");
@@ -299,6 +328,7 @@ static mma_route_args route_args(const mma_impl *L, const float *logits, int M,
   if (r.scale == 0.0f) r.scale = 1.0f;
   r.ids = ids;
   r.weights = w;
+  r.pdl = L->pdl;
   return r;
 }
 
@@ -312,16 +342,18 @@ static moe_status mma_route(void *impl, const float *logits, int M,
   return MOE_OK;
 }
 
-/* Splits of K so that the weight-streaming CTAs fill the machine several
- * times over: about four per SM for the small decode tile (three fit on an
- * SM), eight per SM (four waves) for the larger ones, whose long K loops
- * otherwise leave a part-filled last wave. */
+/* Splits of K for weight-streaming launches with few CTAs (decode): with
+ * the 16-row tile, as many as still fit in one wave (three CTAs per SM: a
+ * second, part-filled wave costs a whole CTA time); with the larger tiles
+ * about four waves of two CTAs per SM, so that their long K loops leave no
+ * part-filled last wave. */
 static int pick_split(const mma_impl *L, mma_cfg cfg, long long ctas, int K,
                       int rows_ok) {
   if (!rows_ok || ctas <= 0) return 1;
-  const long long target = (cfg == MMA_CFG_16 ? 4LL : 8LL) * L->sms;
-  long long want = cfg == MMA_CFG_16 ? (target + ctas / 2) / ctas
-                                     : (target + ctas - 1) / ctas;
+  /* 16-row tile: as many splits as keep one wave (three CTAs per SM);
+   * larger tiles: about four waves of two CTAs per SM. */
+  long long want = cfg == MMA_CFG_16 ? (3LL * L->sms) / ctas
+                                     : (8LL * L->sms + ctas - 1) / ctas;
   long long kmax = K / (cfg == MMA_CFG_16 ? 256 : 512);
   if (want > kmax) want = kmax;
   if (want > MMA_SPLIT_MAX) want = MMA_SPLIT_MAX;
@@ -375,6 +407,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   pa.tiles = L->tiles;
   pa.n_tiles = L->n_tiles;
   pa.counts = L->counts;
+  pa.pdl = L->pdl;
   const float *wts = logits ? L->wts : w_in;
   if (logits) {
     mma_route_args r = route_args(L, logits, mc, L->ids, L->wts);
@@ -398,6 +431,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   g.n_tiles = L->n_tiles;
   g.offsets = L->offsets;
   g.shared_tiles = sh_tiles;
+  g.pdl = L->pdl;
   g.act.act = s->act;
   g.act.gated = s->gated;
   g.act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
@@ -509,6 +543,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   c.k = k;
   c.H = H;
   c.out = out;
+  c.pdl = L->pdl;
   CK(mma_launch_combine(s->dtype, &c, st), "combine launch");
   return MOE_OK;
 }

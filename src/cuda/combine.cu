@@ -10,6 +10,7 @@
  * columns over blocks, so even one token keeps many loads in flight. */
 template <class T, bool VEC>
 __global__ void combine_kernel(const mma_combine_args c) {
+  pdl_enter();
   const int t = blockIdx.x;
   const int H = c.H;
   const int step = VEC ? 4 : 1;
@@ -67,10 +68,11 @@ mma_launch_combine(moe_dtype dt, const mma_combine_args *c, cudaStream_t s) {
 #define COMBINE_CASE(T, DT)                                                    \
   case DT:                                                                     \
     if (vec)                                                                   \
-      combine_kernel<T, true><<<grid, threads, 0, s>>>(*c);                    \
+      return launch_kernel(combine_kernel<T, true>, grid, dim3(threads), 0, s, \
+                           c->pdl, *c);                                        \
     else                                                                       \
-      combine_kernel<T, false><<<grid, threads, 0, s>>>(*c);                   \
-    return cudaGetLastError();
+      return launch_kernel(combine_kernel<T, false>, grid, dim3(threads), 0,   \
+                           s, c->pdl, *c);
   switch (dt) {
     MMA_DTYPES(COMBINE_CASE)
   default:

@@ -67,6 +67,38 @@ __device__ __forceinline__ float act_apply(const mma_act &a, float g, float u) {
   }
 }
 
+/* ---- programmatic dependent launch (sm_90+) ----
+ * Every kernel of a forward waits for its predecessor's completion before
+ * touching memory (griddepcontrol.wait), then lets its own successor be
+ * scheduled (launch_dependents), so that a successor's launch and CTA
+ * set-up overlap the predecessor's tail. Without the launch attribute, or
+ * below sm_90, both are no-ops. */
+__device__ __forceinline__ void pdl_enter() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+/* Launches kern with the programmatic-serialization attribute when pdl. */
+template <class... KP, class... A>
+static inline cudaError_t launch_kernel(void (*kern)(KP...), dim3 grid,
+                                        dim3 block, size_t smem, cudaStream_t s,
+                                        int pdl, A... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = pdl ? 1 : 0;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, kern, args...);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 /* ---- sm_80 instructions ---- */
 __device__ __forceinline__ uint32_t smem_u32(const void *p) {
   return (uint32_t)__cvta_generic_to_shared(p);

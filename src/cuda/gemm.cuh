@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(C::THREADS)
   constexpr int BM = C::BM, BN = C::BN, BK = C::BK;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / C::WN, wn = warp % C::WN;
+  pdl_enter();
 
   /* Which problem, expert and rows this CTA owns. */
   int bx = blockIdx.x, pi, e, row0, row_end;
@@ -213,8 +214,8 @@ __global__ void __launch_bounds__(C::THREADS)
 template <class T, class C, class Epi>
 static cudaError_t gemm_launch(const mma_gemm_args *a, dim3 grid,
                                cudaStream_t s) {
-  grouped_gemm_kernel<T, C, Epi><<<grid, C::THREADS, C::SMEM, s>>>(*a);
-  return cudaGetLastError();
+  return launch_kernel(grouped_gemm_kernel<T, C, Epi>, grid, dim3(C::THREADS),
+                       (size_t)C::SMEM, s, a->pdl, *a);
 }
 
 template <class T, class Epi>

@@ -61,6 +61,7 @@ template <class T>
 __global__ void act_reduce_kernel(const mma_gemm_args args,
                                   const int32_t *row_expert, int E_local,
                                   int max_rows) {
+  pdl_enter();
   const int pi = blockIdx.y;
   const mma_problem &P = pi ? args.p[1] : args.p[0];
   if (!P.out) return;
@@ -128,9 +129,8 @@ extern "C" cudaError_t mma_launch_act_reduce(moe_dtype dt,
   dim3 grid(blocks, 2);
 #define ACTRED_CASE(T, DT)                                                     \
   case DT:                                                                     \
-    act_reduce_kernel<T>                                                       \
-        <<<grid, 256, 0, s>>>(*a, row_expert, E_local, max_rows);              \
-    return cudaGetLastError();
+    return launch_kernel(act_reduce_kernel<T>, grid, dim3(256), 0, s, a->pdl,  \
+                         *a, row_expert, E_local, max_rows);
   switch (dt) {
     MMA_DTYPES(ACTRED_CASE)
   default:

@@ -78,6 +78,7 @@ typedef struct mma_gemm_args {
   int shared_tiles;       /* grid.x begins with this many shared tiles */
   int split;              /* grid.z */
   mma_act act;            /* GEMM1 only */
+  int pdl;                /* launch with programmatic serialization */
 } mma_gemm_args;
 
 /* grid.x = shared_tiles + routed tile bound; grid.y = n tiles; z = split. */
@@ -115,6 +116,7 @@ typedef struct mma_route_args {
   float scale;
   int32_t *ids;   /* [M][k] */
   float *weights; /* [M][k] */
+  int pdl;
 } mma_route_args;
 
 typedef struct mma_permute_args {
@@ -130,6 +132,7 @@ typedef struct mma_permute_args {
   int32_t *tiles;       /* [2 * (pairs + E_local)] */
   int32_t *n_tiles;     /* [1] */
   int32_t *counts;      /* [E_local] scratch of the multi-block path */
+  int pdl;
 } mma_permute_args;
 #define MMA_PERMUTE_ONE_BLOCK_MAX 8192 /* pairs; above: three kernels */
 
@@ -155,6 +158,7 @@ typedef struct mma_combine_args {
   const int32_t *pair_e; /* -1: slot contributes nothing */
   int M, k, H;
   void *out; /* [M][H] dtype */
+  int pdl;
 } mma_combine_args;
 cudaError_t mma_launch_combine(moe_dtype dt, const mma_combine_args *c,
                                cudaStream_t s);

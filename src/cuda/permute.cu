@@ -8,12 +8,14 @@
 __global__ void __launch_bounds__(1024)
     permute_kernel(const mma_permute_args p) {
   extern __shared__ int s_int[];
+  pdl_enter();
   permute_block(p, s_int, s_int + p.E_local + 1);
 }
 
 /* Large M: the same three phases over the whole grid (global atomics for
  * the counts, one block for the scan, a grid for the placement). */
 __global__ void permute_count_kernel(const mma_permute_args p) {
+  pdl_enter();
   for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < p.pairs;
        q += gridDim.x * blockDim.x) {
     const int le = permute_local(p, q);
@@ -25,6 +27,7 @@ __global__ void permute_count_kernel(const mma_permute_args p) {
 __global__ void __launch_bounds__(1024)
     permute_scan_kernel(const mma_permute_args p) {
   extern __shared__ int s_int[];
+  pdl_enter();
   for (int e = threadIdx.x; e < p.E_local; e += blockDim.x)
     s_int[e] = p.counts[e];
   __syncthreads();
@@ -32,6 +35,7 @@ __global__ void __launch_bounds__(1024)
 }
 
 __global__ void permute_place_kernel(const mma_permute_args p) {
+  pdl_enter();
   for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < p.pairs;
        q += gridDim.x * blockDim.x)
     permute_place(p, q, p.offsets);
@@ -41,18 +45,20 @@ extern "C" cudaError_t mma_launch_permute(const mma_permute_args *p,
                                           cudaStream_t s) {
   const size_t smem = (size_t)2 * (p->E_local + 1) * sizeof(int);
   if (p->pairs <= MMA_PERMUTE_ONE_BLOCK_MAX || !p->counts) {
-    permute_kernel<<<1, 1024, smem, s>>>(*p);
-    return cudaGetLastError();
+    return launch_kernel(permute_kernel, dim3(1), dim3(1024), smem, s, p->pdl,
+                         *p);
   }
   cudaError_t e =
       cudaMemsetAsync(p->counts, 0, (size_t)p->E_local * sizeof(int), s);
   if (e != cudaSuccess) return e;
   int blocks = (p->pairs + 255) / 256;
   if (blocks > 1024) blocks = 1024;
-  permute_count_kernel<<<blocks, 256, 0, s>>>(*p);
-  if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  permute_scan_kernel<<<1, 1024, smem, s>>>(*p);
-  if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  permute_place_kernel<<<blocks, 256, 0, s>>>(*p);
-  return cudaGetLastError();
+  /* after the memset: a plain dependency for the first kernel */
+  e = launch_kernel(permute_count_kernel, dim3(blocks), dim3(256), 0, s, 0, *p);
+  if (e != cudaSuccess) return e;
+  e = launch_kernel(permute_scan_kernel, dim3(1), dim3(1024), smem, s, p->pdl,
+                    *p);
+  if (e != cudaSuccess) return e;
+  return launch_kernel(permute_place_kernel, dim3(blocks), dim3(256), 0, s,
+                       p->pdl, *p);
 }

@@ -18,6 +18,7 @@ static int route_warps(int E, int k) {
 
 __global__ void route_kernel(const mma_route_args r) {
   extern __shared__ float s_key[];
+  pdl_enter();
   const int w = threadIdx.x >> 5;
   const int t = blockIdx.x * (blockDim.x >> 5) + w;
   if (t >= r.M) return;
@@ -27,6 +28,7 @@ __global__ void route_kernel(const mma_route_args r) {
 __global__ void route_permute_kernel(const mma_route_args r,
                                      const mma_permute_args p, int rw) {
   extern __shared__ float s_dyn[];
+  pdl_enter();
   const int w = threadIdx.x >> 5;
   if (w < rw)
     for (int t = w; t < r.M; t += rw)
@@ -41,10 +43,9 @@ extern "C" cudaError_t mma_launch_route(const mma_route_args *r,
   if (r->M <= 0) return cudaSuccess;
   const int rw = route_warps(r->E, r->k);
   const int blocks = (r->M + rw - 1) / rw;
-  route_kernel<<<blocks, rw * 32,
-                 (size_t)rw * route_scratch(r->E, r->k) * sizeof(float), s>>>(
-      *r);
-  return cudaGetLastError();
+  return launch_kernel(route_kernel, dim3(blocks), dim3(rw * 32),
+                       (size_t)rw * route_scratch(r->E, r->k) * sizeof(float),
+                       s, r->pdl, *r);
 }
 
 extern "C" cudaError_t mma_launch_route_permute(const mma_route_args *r,
@@ -53,8 +54,8 @@ extern "C" cudaError_t mma_launch_route_permute(const mma_route_args *r,
   const int rw = route_warps(r->E, r->k);
   const size_t smem = (size_t)rw * route_scratch(r->E, r->k) * sizeof(float) +
                       (size_t)2 * (p->E_local + 1) * sizeof(int);
-  route_permute_kernel<<<1, 1024, smem, s>>>(*r, *p, rw);
-  return cudaGetLastError();
+  return launch_kernel(route_permute_kernel, dim3(1), dim3(1024), smem, s,
+                       r->pdl, *r, *p, rw);
 }
 
 extern "C" cudaError_t mma_route_prepare(void) {

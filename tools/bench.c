@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_T 16
 #define MAX_B 8
@@ -24,6 +25,7 @@ typedef struct bench_opts {
   const char *json;
   moe_memory memory;
   int memory_set;
+  const char *commit;
 } bench_opts;
 
 static int usage(void) {
@@ -78,6 +80,9 @@ static int parse(int argc, char **argv, bench_opts *o) {
     } else if (!strcmp(a, "--seconds") && v) {
       o->min_seconds = atof(v);
       i++;
+    } else if (!strcmp(a, "--commit") && v) {
+      o->commit = v;
+      i++;
     } else if (!strcmp(a, "--json") && v) {
       o->json = v;
       i++;
@@ -114,9 +119,10 @@ int moe_cmd_bench(int argc, char **argv) {
   moe_preset_desc(o.preset, &d);
   d.dtype = o.dtype;
   double bw = 0;
+  int threads = co.num_threads ? co.num_threads : cli_host_threads();
   if (o.memory == MOE_MEMORY_HOST) {
     fprintf(stderr, "measuring this machine's read bandwidth...\n");
-    bw = cli_host_read_bandwidth(co.num_threads ? co.num_threads : 64);
+    bw = cli_host_read_bandwidth(threads);
   } else {
     bw = 4800; /* the datasheet figure of the H200 class; see bench/ */
   }
@@ -136,13 +142,28 @@ int moe_cmd_bench(int argc, char **argv) {
     moe_context_destroy(ctx);
     return 1;
   }
-  if (js)
-    fprintf(
-        js,
-        "{\n  \"version\": \"%s\",\n  \"machine\": {\"read_bandwidth_gbs\": "
-        "%.2f, \"threads\": %d, \"memory\": \"%s\"},\n  \"rows\": [\n",
-        moe_version_string(), bw, co.num_threads,
-        o.memory == MOE_MEMORY_CUDA ? "cuda" : "host");
+  if (js) {
+    char dev[512];
+    snprintf(dev, sizeof dev, "%s", moe_context_device_info(ctx));
+    for (char *c = dev; *c; c++)
+      if (*c == '\n')
+        *c = ';';
+      else if (*c == '"')
+        *c = '\'';
+    time_t now = time(NULL);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(js,
+            "{\n  \"version\": \"%s\",\n  \"commit\": \"%s\",\n  \"date\": "
+            "\"%s\",\n  \"device\": \"%s\",\n  \"machine\": "
+            "{\"read_bandwidth_gbs\": %.2f, \"threads\": %d, \"memory\": "
+            "\"%s\"},\n  \"floor\": \"bytes (experts routed to + shared expert "
+            "+ activations) / read bandwidth%s\",\n  \"rows\": [\n",
+            moe_version_string(), o.commit ? o.commit : "", date, dev, bw,
+            threads, o.memory == MOE_MEMORY_CUDA ? "cuda" : "host",
+            o.memory == MOE_MEMORY_CUDA ? "; max with flops / 989 TFLOP/s"
+                                        : "");
+  }
   printf("%-16s %-11s %6s %10s %10s %8s %8s\n", "preset", "backend", "tokens",
          "us", "floor_us", "%floor", "GB/s");
   int rows = 0, total = o.n_backends * o.n_tokens, step = 0, rc = 0;

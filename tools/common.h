@@ -45,13 +45,15 @@ void cli_batch_free(cli_batch *b, const cli_problem *p);
 int cli_batches_make(cli_batch *b, int nb, const cli_problem *p, int M,
                      uint64_t seed, char *err, size_t n);
 void cli_batches_free(cli_batch *b, int nb, const cli_problem *p);
-/* Median wall time of moe_forward (synchronised) over the rotating batches,
- * for at least min_seconds and 3 rounds. */
+/* Median wall time of moe_forward (synchronised) over the rotating batches:
+ * at least 3 calls and min_seconds of timed calls. Host caches are evicted
+ * before each call (weights come from memory, as in a real decode step). */
 moe_status cli_time_forward(moe_layer *L, const cli_problem *p, cli_batch *b,
                             int nb, double min_seconds, double *median_us);
 void cli_fill_random(void *p, size_t count, moe_dtype dt, float lo, float hi,
                      uint64_t seed);
-double cli_now(void); /* seconds, monotonic */
+int cli_host_threads(void); /* online cores */
+double cli_now(void);       /* seconds, monotonic */
 /* Measured read bandwidth of this host in GB/s (multithreaded sum over a
  * buffer far larger than the caches). */
 double cli_host_read_bandwidth(int threads);

@@ -74,9 +74,7 @@ int moe_cmd_demo(int argc, char **argv) {
   }
   moe_preset_desc(preset, &d);
   d.max_tokens = 256;
-  double bw =
-      gpu ? 4800.0
-          : cli_host_read_bandwidth(co.num_threads ? co.num_threads : 64);
+  double bw = gpu ? 4800.0 : cli_host_read_bandwidth(cli_host_threads());
   printf("preset %s: E=%d k=%d H=%d I=%d %s, %zu MB of bf16 weights\n",
          preset->name, d.num_experts, d.top_k, d.hidden, d.intermediate,
          moe_activation_name(d.activation),

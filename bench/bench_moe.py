@@ -338,7 +338,7 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--ab-pdl", action="store_true",
-                    help="also time M <= 256 with MOE_CUDA_PDL=0")
+                    help="also time M <= 256 with MOE_CUDA_PDL=1")
     a = ap.parse_args()
     torch.manual_seed(0)
     moe = Moe(a.lib)
@@ -365,8 +365,8 @@ def main():
         maxm = max(tokens)
         layers = [moe.layer(p, w, maxm) for w in ws]
         layers_nopdl = []
-        if a.ab_pdl:  # same kernels without programmatic dependent launch
-            os.environ["MOE_CUDA_PDL"] = "0"
+        if a.ab_pdl:  # same kernels with programmatic dependent launch
+            os.environ["MOE_CUDA_PDL"] = "1"
             layers_nopdl = [moe.layer(p, w, min(maxm, 256)) for w in ws]
             os.environ.pop("MOE_CUDA_PDL")
         for M in tokens:
@@ -406,7 +406,7 @@ def main():
                         print("  %s failed: %s" % (peer, str(ex)[:200]),
                               flush=True)
             if us_nopdl is not None:
-                row["us_without_pdl"] = us_nopdl
+                row["us_with_pdl"] = us_nopdl
             res["rows"].append(row)
             pr = row["peers"]
             print("%-15s M=%-6d %10.1f us  floor %9.1f  %5.1f%%  grouped %s  "
@@ -424,12 +424,12 @@ def main():
             json.dump(res, f, indent=1)
     # summary table
     print("\n%-15s %6s %9s %6s %9s %9s %9s" % (
-        "preset", "M", "us", "%floor", "grouped", "loop", "no-pdl"))
+        "preset", "M", "us", "%floor", "grouped", "loop", "pdl"))
     for r in res["rows"]:
         print("%-15s %6d %9.1f %6.1f %9s %9s %9s" % (
             r["preset"], r["tokens"], r["us"], r["pct_floor"],
             r["peers"].get("torch_grouped_mm"), r["peers"].get("torch_loop"),
-            r.get("us_without_pdl", "")))
+            r.get("us_with_pdl", "")))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ if [ "$MODE" = test ] || [ "$MODE" = all ]; then
     summary+="compute-sanitizer $tool rc=$r ($(($(date +%s) - t0)) s): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_$tool.log" | tail -1)\n"
   done
 fi
-if [ "$MODE" = all ] && command -v ncu >/dev/null; then
+if [ "$MODE" = all ] && [ -z "${NO_NCU:-}" ] && command -v ncu >/dev/null; then
   # per-kernel durations of a few cases (second forward of each)
   timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum \
     -k regex:"grouped|route|permute|combine|act_reduce" \

@@ -236,8 +236,10 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
     CKL(cudaDeviceGetAttribute(&mnr, cudaDevAttrComputeCapabilityMinor, dev),
         "cudaDeviceGetAttribute");
     const int sm = maj * 10 + mnr;
-    const char *e = getenv("MOE_CUDA_PDL"); /* "0": off, for comparisons */
-    L->pdl = sm >= 90 && sass_for(sm) && !(e && e[0] == '0');
+    /* Off unless MOE_CUDA_PDL=1: measured on an H200 (bench/NOTES.md), the
+     * early launch gained nothing here and cost ~3 us at M = 1. */
+    const char *e = getenv("MOE_CUDA_PDL");
+    L->pdl = sm >= 90 && sass_for(sm) && e && e[0] == '1';
   }
   CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
   CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");

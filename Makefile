@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test test-asan test-fuzz clean format
+.PHONY: all setup build run test test-asan test-fuzz clean format format-check
 
 all: build
 
@@ -20,7 +20,7 @@ build: setup
 run: build
 	$(BUILD)/moe demo
 
-test: build
+test: build format-check
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	$(MAKE) test-asan
 	$(MAKE) test-fuzz
@@ -41,3 +41,9 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Fails when a source file differs from what clang-format (.clang-format) makes of it.
+format-check:
+	@out=$$(clang-format --dry-run $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh') 2>&1); \
+	if [ -n "$$out" ]; then echo "$$out" | head -20; echo "format-check: run make format"; exit 1; fi; \
+	echo "format-check: ok"

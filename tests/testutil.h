@@ -76,7 +76,9 @@ static inline double tu_rel_error(const float *a, const float *b, size_t n) {
 }
 
 /* Fills bytes with a poison pattern (0xFF bytes: NaN in f32, f16, bf16). */
-static inline void tu_poison(void *p, size_t bytes) { memset(p, 0xFF, bytes); }
+static inline void tu_poison(void *p, size_t bytes) {
+  memset(p, 0xFF, bytes);
+}
 
 /* 1 when every byte still holds the poison. */
 static inline int tu_all_poison(const void *p, size_t bytes) {

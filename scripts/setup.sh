@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need_deb=()
-for pkg in cmake make gcc clang libcmocka-dev libjansson-dev pkg-config; do
+for pkg in cmake make gcc clang clang-format libcmocka-dev libjansson-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_deb+=("$pkg")
 done
 if ((${#need_deb[@]})); then

@@ -42,7 +42,7 @@ typedef struct moe_device {
   int smem_optin;    /* shared memory per block after opt-in, bytes */
   int l2_bytes;      /* L2 cache, bytes */
   double mem_bw_gbs; /* datasheet memory bandwidth, GB/s (0 unknown) */
-  char name[96];
+  char name[192];
   /* CPU (always filled). */
   uint32_t cpu_features;
   int cpu_cores;

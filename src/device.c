@@ -207,7 +207,7 @@ moe_status moe_device_detect(moe_context *ctx, const char *override_name,
       if (known[i].sm == dev->sm) dev->mem_bw_gbs = known[i].mem_bw_gbs;
   } else {
     dev->is_cuda = 0;
-    snprintf(dev->name, sizeof dev->name, "none (%s)", msg);
+    snprintf(dev->name, sizeof dev->name, "none (%.180s)", msg);
   }
 #else
   (void)cuda_ordinal;

@@ -233,11 +233,14 @@ typedef struct moe_plan_entry {
   const char *reason; /* why (never NULL) */
 } moe_plan_entry;
 
-/* Plans without weights (what-if): which backend would serve desc for
- * tensors in `memory` on the context's (possibly overridden) device. Runs no
- * self-check. Returns MOE_ERR_UNSUPPORTED when no backend (or not the one
- * requested) can serve; *out is set then too, so that its explanation can
- * be read, and must be destroyed. */
+/* Plans without weights: which backend would serve desc for tensors in
+ * `memory` on the context's (possibly what-if) device. With desc->self_check
+ * set, the choice is self-checked on a tiny problem as moe_layer_create
+ * does (failures show as MOE_VERDICT_FAILED_CHECK rows and the next backend
+ * is taken); a what-if GPU cannot run kernels, so its choice is reported
+ * unchecked. Returns MOE_ERR_UNSUPPORTED when no backend (or not the one
+ * requested) can serve; *out is set then too, so that its explanation can be
+ * read, and must be destroyed. */
 moe_status moe_plan_create(moe_context *ctx, const moe_layer_desc *desc,
                            moe_memory memory, moe_plan **out);
 void moe_plan_destroy(moe_plan *plan);
@@ -251,6 +254,122 @@ int moe_plan_fell_back(const moe_plan *plan);
 /* Writes the decision table as text; returns the length it needs (like
  * snprintf). */
 size_t moe_plan_explain(const moe_plan *plan, char *buf, size_t size);
+
+/* ---- multi-GPU (NCCL) ----
+ *
+ * One moe_dist_layer per rank (one GPU each). The caller owns the NCCL
+ * communicator: it creates it (ncclCommInitRank with an ncclUniqueId it
+ * distributes, one process per GPU, as inference engines do) and passes it
+ * as a void * (an ncclComm_t); this header does not need nccl.h. The calling
+ * thread's current CUDA device must be the communicator's device when a
+ * rank's layer is created and run. Every rank calls moe_dist_forward for
+ * every batch (it holds collectives). Built without NCCL, the functions
+ * below check their arguments and then fail with MOE_ERR_UNSUPPORTED,
+ * except the host helpers (expert ranges, weight slicing), which always
+ * work. See docs/multi-gpu.md. */
+
+typedef enum moe_parallel_mode {
+  /* Tensor parallel: each rank holds I/world of every expert's intermediate
+   * dimension (and of the shared expert's); partial outputs are summed with
+   * ncclAllReduce. Every rank passes the same tokens. */
+  MOE_PARALLEL_TP = 0,
+  /* Expert parallel, tokens replicated: each rank holds a contiguous block
+   * of experts (moe_dist_expert_range); every rank passes the same tokens,
+   * partial outputs are summed with ncclAllReduce. */
+  MOE_PARALLEL_EP_REPLICATED = 1,
+  /* Expert parallel, dispatch/combine: each rank passes its own tokens;
+   * each token row is sent once to every rank that owns one of its experts
+   * (grouped ncclSend/ncclRecv into fixed-size buffers), computed there and
+   * sent back; no host synchronisation. */
+  MOE_PARALLEL_EP_A2A = 2
+} moe_parallel_mode;
+#define MOE_PARALLEL_MODE_COUNT 3
+
+typedef struct moe_dist_layer moe_dist_layer;
+
+/* 1 when this build has NCCL (the dist layer can run), 0 otherwise. */
+int moe_dist_available(void);
+/* "tp", "ep", "ep-a2a"; NULL for an unknown value. */
+const char *moe_parallel_mode_name(moe_parallel_mode mode);
+
+/* The experts rank owns in the EP modes: [*first, *first + *count), the
+ * E experts split into world contiguous blocks whose sizes differ by at
+ * most one (the lower ranks get the larger blocks). MOE_ERR_INVALID_ARGUMENT
+ * when world < 1, rank not in [0, world) or num_experts < world. */
+moe_status moe_dist_expert_range(int num_experts, int rank, int world,
+                                 int *first, int *count);
+
+/* The tensors of a layer the TP slicer knows. */
+typedef enum moe_dist_tensor {
+  MOE_DIST_W13 = 0,        /* [E][N1][H] dtype -> [E][N1/world][H] */
+  MOE_DIST_W2 = 1,         /* [E][H][I] dtype -> [E][H][I/world] */
+  MOE_DIST_W13_BIAS = 2,   /* [E][N1] float -> [E][N1/world] */
+  MOE_DIST_SHARED_W13 = 3, /* [N1s][H] dtype -> [N1s/world][H] */
+  MOE_DIST_SHARED_W2 = 4   /* [H][Is] dtype -> [H][Is/world] */
+} moe_dist_tensor;
+
+/* Host memory: copies rank's TP slice of the full tensor `which` of the
+ * layer desc (full E, full I) from `full` to `part`. Gated layers slice the
+ * gate and the up half alike (rows [r*I/w, (r+1)*I/w) of each); swiglu-oai
+ * keeps its interleaved (gate, up) row pairs together; plain layers slice
+ * the rows. MOE_ERR_INVALID_ARGUMENT on NULLs, a bad desc, rank/world out of
+ * range, or an intermediate size (I, or Is for the shared tensors) that
+ * world does not divide; part is untouched then. */
+moe_status moe_dist_tp_slice(const moe_layer_desc *desc, moe_dist_tensor which,
+                             int rank, int world, const void *full, void *part);
+
+/*
+ * Creates rank's part of the layer desc (global shape: all E experts, the
+ * full I; expert_map must be NULL: the mode decides placement).
+ * weights_for_this_rank, in CUDA memory:
+ *  TP:   moe_dist_tp_slice of w13, w2, w13_bias, shared_w13, shared_w2;
+ *        w2_bias full [E][H] (added on rank 0 only); correction_bias [E].
+ *  EP_*: the experts of moe_dist_expert_range stacked [count][N1][H],
+ *        [count][H][I], biases [count][...]; the shared expert whole
+ *        (EP_REPLICATED runs it on rank 0 only, EP_A2A on every rank for
+ *        its own tokens); correction_bias [E].
+ * max_tokens_per_rank bounds num_tokens per call in EP_A2A and sizes its
+ * transfer buffers (>= 1; the other modes accept any count).
+ * Fails with MOE_ERR_INVALID_ARGUMENT (NULLs, rank/world out of range,
+ * the communicator's rank, size or device disagreeing, a bad desc, I not
+ * divisible by world in TP, fewer experts than ranks in EP),
+ * MOE_ERR_UNSUPPORTED (no NCCL in this build, or no backend for the rank's
+ * layer), MOE_ERR_OUT_OF_MEMORY, MOE_ERR_DEVICE (a CUDA or NCCL call).
+ * Creation communicates nothing: ranks may create their layers at any time.
+ */
+moe_status moe_dist_layer_create(moe_context *ctx, const moe_layer_desc *desc,
+                                 const moe_weights *weights_for_this_rank,
+                                 void *nccl_comm, int rank, int world,
+                                 moe_parallel_mode mode,
+                                 int max_tokens_per_rank, moe_dist_layer **out);
+void moe_dist_layer_destroy(moe_dist_layer *layer);
+
+/*
+ * One forward on this rank: x [M][H] (dtype), logits [M][E] float32 ->
+ * out [M][H] (dtype), all CUDA device pointers; stream is this rank's
+ * cudaStream_t. TP and EP_REPLICATED: every rank passes the same x, logits
+ * and M, and every rank gets the whole output. EP_A2A: each rank passes its
+ * own tokens (M <= max_tokens_per_rank) and gets their outputs; tokens_bound
+ * is a bound on M of every rank in this call and must be the same on all
+ * ranks (it sizes the transfers; 0 means max_tokens_per_rank); ignored by
+ * the other modes. Stream-ordered, no allocation, no host synchronisation,
+ * capturable in a CUDA graph. Fails with MOE_ERR_INVALID_ARGUMENT (NULLs,
+ * M < 0, M or tokens_bound past the bounds; out untouched) or
+ * MOE_ERR_DEVICE (a launch or NCCL call failed).
+ */
+moe_status moe_dist_forward(moe_dist_layer *layer, const void *x,
+                            const float *logits, int num_tokens,
+                            int tokens_bound, void *out, void *stream);
+
+/* Single-process helper (tests, the CLI): one communicator per GPU of
+ * devices[0..world) (NULL: 0 .. world-1) with ncclCommInitAll; comms[i]
+ * receives rank i's ncclComm_t. Run each rank from its own thread (with
+ * its device current): collectives from one thread would wait on each
+ * other. ctx (may be NULL) receives the message on failure:
+ * MOE_ERR_INVALID_ARGUMENT, MOE_ERR_UNSUPPORTED (no NCCL), MOE_ERR_DEVICE. */
+moe_status moe_dist_comms_create(moe_context *ctx, int world,
+                                 const int *devices, void **comms);
+void moe_dist_comms_destroy(int world, void **comms);
 
 #ifdef __cplusplus
 }

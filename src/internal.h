@@ -115,6 +115,12 @@ const moe_quirk *moe_quirk_find_in(const moe_quirk *table, int n,
 moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,
                           moe_memory memory, const char *requested,
                           int allow_fallback, moe_plan *plan);
+/* moe_plan_build, then the self-check of the choice (when self_check and
+ * the device can run it); a failing backend is remembered in ctx and the
+ * plan is built again without it. */
+moe_status moe_plan_checked(moe_context *ctx, const moe_shape *s,
+                            moe_memory memory, const char *requested,
+                            int allow_fallback, int self_check, moe_plan *plan);
 void moe_plan_describe_layer(const moe_shape *s, char *buf, size_t n);
 
 /* Records / finds a self-check failure of b for layers of s's kind. */

@@ -285,41 +285,25 @@ moe_status moe_layer_create(moe_context *ctx, const moe_layer_desc *desc,
   L->weights = *weights;
 
   const char *req = desc->backend ? desc->backend : getenv("MOE_BACKEND");
-  int explicit_req = req && *req;
   moe_backend_env env = moe_context_env(ctx);
-  /* Plan, self-check the choice, and re-plan past every failure. */
+  /* Plan with self-checks, create on the real weights, and re-plan past a
+   * backend whose create fails too. */
   for (;;) {
-    st = moe_plan_build(ctx, &s, weights->memory, req, desc->allow_fallback,
-                        &L->plan);
+    st = moe_plan_checked(ctx, &s, weights->memory, req, desc->allow_fallback,
+                          desc->self_check, &L->plan);
     if (st != MOE_OK) break;
-    moe_plan_row *row = &L->plan.rows[L->plan.chosen];
-    const moe_backend *b = row->backend;
-    char why[MOE_REASON_LEN] = "";
-    moe_status cs = MOE_OK;
-    if (desc->self_check && b != &moe_backend_cpu_ref)
-      cs = moe_self_check(ctx, b, &s, why, sizeof why);
-    char msg[MOE_REASON_LEN] = "";
+    const moe_backend *b = L->plan.rows[L->plan.chosen].backend;
+    char msg[MOE_REASON_LEN] = "", why[MOE_REASON_LEN];
+    moe_status cs = b->create(&env, &s, weights, &L->impl, msg, sizeof msg);
     if (cs == MOE_OK) {
-      cs = b->create(&env, &s, weights, &L->impl, msg, sizeof msg);
-      if (cs != MOE_OK)
-        snprintf(why, sizeof why, "create: %s: %s", moe_status_string(cs), msg);
-    }
-    if (cs == MOE_OK) {
-      size_t used = strlen(row->reason);
-      snprintf(row->reason + used, sizeof row->reason - used, "; %s",
-               desc->self_check ? (b == &moe_backend_cpu_ref
-                                       ? "the reference (no self-check)"
-                                       : why)
-                                : "self-check off");
       L->backend = b;
       *out = L;
       return MOE_OK;
     }
-    /* Mark b failed for this kind of layer and plan again. */
+    snprintf(why, sizeof why, "create: %s: %s", moe_status_string(cs), msg);
     moe_failure_record(ctx, b, &s, why);
-    if (explicit_req && !desc->allow_fallback && b == moe_backend_find(req)) {
-      st = moe_fail(ctx, MOE_ERR_UNSUPPORTED,
-                    "backend '%s' failed its self-check: %s", b->name, why);
+    if (req && *req && !desc->allow_fallback && b == moe_backend_find(req)) {
+      st = moe_fail(ctx, cs, "backend '%s' %s", b->name, why);
       break;
     }
   }

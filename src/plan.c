@@ -292,6 +292,39 @@ moe_status moe_plan_build(moe_context *ctx, const moe_shape *s,
   return MOE_OK;
 }
 
+moe_status moe_plan_checked(moe_context *ctx, const moe_shape *s,
+                            moe_memory memory, const char *requested,
+                            int allow_fallback, int self_check,
+                            moe_plan *plan) {
+  for (;;) {
+    moe_status st =
+        moe_plan_build(ctx, s, memory, requested, allow_fallback, plan);
+    if (st != MOE_OK) return st;
+    moe_plan_row *row = &plan->rows[plan->chosen];
+    const moe_backend *b = row->backend;
+    char why[MOE_REASON_LEN];
+    if (!self_check) {
+      snprintf(why, sizeof why, "self-check off");
+    } else if (b == moe_backend_find("cpu-ref")) {
+      snprintf(why, sizeof why, "the reference (no self-check)");
+    } else if (b->memops->memory != MOE_MEMORY_HOST && !ctx->device.runnable) {
+      snprintf(why, sizeof why, "not self-checked: %s is a what-if device",
+               ctx->device.is_cuda ? "this GPU" : "the device");
+    } else if (moe_self_check(ctx, b, s, why, sizeof why) != MOE_OK) {
+      /* Remember the failure for this kind of layer and plan again. */
+      moe_failure_record(ctx, b, s, why);
+      if (requested && *requested && !allow_fallback &&
+          b == moe_backend_find(requested))
+        return moe_fail(ctx, MOE_ERR_UNSUPPORTED,
+                        "backend '%s' failed its self-check: %s", b->name, why);
+      continue;
+    }
+    size_t used = strlen(row->reason);
+    snprintf(row->reason + used, sizeof row->reason - used, "; %s", why);
+    return MOE_OK;
+  }
+}
+
 /* ---- the public plan object ---- */
 
 static const char *verdict_name(moe_verdict v) {
@@ -374,7 +407,8 @@ moe_status moe_plan_create(moe_context *ctx, const moe_layer_desc *desc,
   moe_plan *p = calloc(1, sizeof *p);
   if (!p) return moe_fail(ctx, MOE_ERR_OUT_OF_MEMORY, "plan: no memory");
   const char *req = desc->backend ? desc->backend : getenv("MOE_BACKEND");
-  st = moe_plan_build(ctx, &s, memory, req, desc->allow_fallback, p);
+  st = moe_plan_checked(ctx, &s, memory, req, desc->allow_fallback,
+                        desc->self_check, p);
   /* A plan that found no backend is still returned: it explains why. */
   if (st != MOE_OK && st != MOE_ERR_UNSUPPORTED) {
     free(p);

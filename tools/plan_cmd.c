@@ -14,6 +14,7 @@ static int usage(void) {
           "bf16|f16|f32]\n"
           "                [--device sm_121|cpu] [--memory host|cuda] "
           "[--backend NAME [--fallback]]\n"
+          "                [--no-self-check]\n"
           "       moe plan --matrix\n");
   return 2;
 }
@@ -73,12 +74,16 @@ int moe_cmd_plan(int argc, char **argv) {
   moe_preset custom;
   const char *device = NULL, *backend = NULL;
   moe_dtype dtype = MOE_DTYPE_BF16;
-  int memory = -1, fallback = 0;
+  int memory = -1, fallback = 0, self_check = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--matrix")) return matrix();
     if (!strcmp(a, "--fallback")) {
       fallback = 1;
+      continue;
+    }
+    if (!strcmp(a, "--no-self-check")) {
+      self_check = 0;
       continue;
     }
     if (!v) return usage();
@@ -119,6 +124,7 @@ int moe_cmd_plan(int argc, char **argv) {
   d.dtype = dtype;
   d.backend = backend ? backend : NULL;
   d.allow_fallback = fallback;
+  d.self_check = self_check;
   moe_plan *p = NULL;
   st = moe_plan_create(ctx, &d, (moe_memory)memory, &p);
   if (p) {

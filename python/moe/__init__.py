@@ -23,18 +23,9 @@ from ._errors import (
     FormatError,
     InternalError,
 )
-from ._core import (
-    Context,
-    Layer,
-    Plan,
-    PlanEntry,
-    Verdict,
-    plan,
-    version,
-    build_info,
-    backends,
-    device_info,
-)
+from ._core import Context, Layer
+from ._plan import Plan, PlanEntry, Verdict
+from ._info import plan, version, build_info, backends, device_info
 from ._fused import fused_experts, route, clear_cache, set_cache_limit, \
     cache_info
 

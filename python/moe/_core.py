@@ -1,17 +1,16 @@
-"""Context, Layer, Plan: the binding of moe.h's handles."""
+"""Context and Layer: the binding of moe.h's context and layer handles."""
 
 import ctypes
-import enum
 import operator
 import threading
 import weakref
-from typing import NamedTuple, Optional
 
 import numpy as np
 
 from . import _lib
 from . import _tensors as T
 from ._errors import MoeError, error_for
+from ._plan import Plan
 
 _ACTIVATIONS = {
     "silu": _lib.ACT_SILU, "swish": _lib.ACT_SILU,
@@ -150,84 +149,6 @@ class Context:
             self.close()
         except Exception:
             pass
-
-
-# ---- plans ----
-
-
-class Verdict(enum.Enum):
-    """What the planner decided about one backend (moe_verdict)."""
-    CHOSEN = 0
-    REJECTED = 1
-    FAILED_CHECK = 2
-    NOT_TRIED = 3
-
-    def __str__(self):
-        return self.name.lower().replace("_", "-")
-
-
-class PlanEntry(NamedTuple):
-    backend: str
-    verdict: Verdict
-    reason: str
-
-
-class Plan:
-    """A planner decision: one entry per backend, the chosen one, and the
-    library's text table (str(plan))."""
-
-    def __init__(self, entries, chosen, fell_back, text):
-        self.entries = list(entries)
-        self.chosen = chosen
-        self.fell_back = fell_back
-        self.text = text
-
-    @classmethod
-    def _from_handle(cls, lib, p):
-        n = lib.moe_plan_num_entries(p)
-        entries = []
-        for i in range(n):
-            e = _lib.PlanEntry()
-            st = lib.moe_plan_entry_get(p, i, ctypes.byref(e))
-            if st != 0:
-                raise error_for(st, "plan entry %d unreadable" % i,
-                                "moe_plan_entry_get")
-            try:
-                verdict = Verdict(e.verdict)
-            except ValueError:
-                verdict = e.verdict
-            entries.append(PlanEntry(_lib.cstr(e.backend), verdict,
-                                     _lib.cstr(e.reason)))
-        chosen = lib.moe_plan_backend(p)
-        size = lib.moe_plan_explain(p, None, 0)
-        buf = ctypes.create_string_buffer(size + 1)
-        lib.moe_plan_explain(p, buf, size + 1)
-        return cls(entries, _lib.cstr(chosen) if chosen else None,
-                   bool(lib.moe_plan_fell_back(p)), _lib.cstr(buf.value))
-
-    def __iter__(self):
-        return iter(self.entries)
-
-    def __len__(self):
-        return len(self.entries)
-
-    def __getitem__(self, i):
-        return self.entries[i]
-
-    def entry(self, backend):
-        """The entry for a backend name, or None."""
-        for e in self.entries:
-            if e.backend == backend:
-                return e
-        return None
-
-    def __str__(self):
-        return self.text
-
-    def __repr__(self):
-        return "<moe.Plan chosen=%r fell_back=%r entries=%r>" % (
-            self.chosen, self.fell_back,
-            [(e.backend, str(e.verdict)) for e in self.entries])
 
 
 # ---- descriptor ----
@@ -623,68 +544,3 @@ class T_device:
     def __exit__(self, *exc):
         if self.guard is not None:
             self.guard.__exit__(*exc)
-
-
-def plan(*, num_experts, top_k, hidden, intermediate, activation="silu",
-         gated=None, dtype="bf16", swiglu_alpha=None, swiglu_limit=None,
-         scoring="softmax", n_group=0, topk_group=0, renormalize=False,
-         routed_scaling_factor=1.0, shared_intermediate=0, expert_map=None,
-         max_tokens=0, backend=None, allow_fallback=False, memory="host",
-         device=None, cuda_device=0, num_threads=0):
-    """What-if planning without weights: which backend would serve this
-    layer for tensors in `memory` ("host" or "cuda") on this machine, or on
-    the device named by `device` (e.g. "sm_121", "sm_90", "cpu").
-
-    Returns a Plan; str(plan) is the library's decision table."""
-    act = _parse_activation(activation)
-    if gated is None:
-        gated = _default_gated(act)
-    if memory not in ("host", "cuda"):
-        raise ValueError("memory %r: expected 'host' or 'cuda'" % (memory,))
-    map_arr = _expert_map_array(expert_map) if expert_map is not None else None
-    desc = _Desc(num_experts=num_experts, top_k=top_k, hidden=hidden,
-                 intermediate=intermediate, act=act, gated=gated,
-                 dtype_code=T.dtype_code(dtype), swiglu_alpha=swiglu_alpha,
-                 swiglu_limit=swiglu_limit, scoring=scoring, n_group=n_group,
-                 topk_group=topk_group, renormalize=renormalize,
-                 routed_scaling_factor=routed_scaling_factor,
-                 shared_intermediate=shared_intermediate, expert_map=map_arr,
-                 max_tokens=max_tokens, backend=backend,
-                 allow_fallback=allow_fallback, self_check=True)
-    mem = _lib.MEMORY_CUDA if memory == "cuda" else _lib.MEMORY_HOST
-    with Context(num_threads=num_threads, cuda_device=cuda_device,
-                 device=device) as ctx:
-        lib = _lib.load()
-        p = ctypes.c_void_p()
-        ctx.call("moe_plan_create", ctx.handle, ctypes.byref(desc.c), mem,
-                 ctypes.byref(p))
-        try:
-            return Plan._from_handle(lib, p.value)
-        finally:
-            lib.moe_plan_destroy(p.value)
-
-
-def version():
-    """The library's version string, e.g. "0.1.0"."""
-    return _lib.cstr(_lib.load().moe_version_string())
-
-
-def build_info():
-    """The library's build description: backends and CUDA archs compiled
-    in, one "key: values" line each."""
-    return _lib.cstr(_lib.load().moe_build_info())
-
-
-def backends():
-    """Names of the backends compiled into the library."""
-    for line in build_info().splitlines():
-        key, _, rest = line.partition(":")
-        if key.strip() == "backends":
-            return rest.split()
-    return []
-
-
-def device_info(device=None):
-    """The library's description of this machine (or a what-if device)."""
-    with Context(device=device) as ctx:
-        return ctx.device_info

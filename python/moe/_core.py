@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _lib
 from . import _tensors as T
-from ._errors import MoeError, error_for
+from ._errors import error_for
 from ._plan import Plan
 
 _ACTIVATIONS = {

@@ -40,12 +40,16 @@ def plan(*, num_experts, top_k, hidden, intermediate, activation="silu",
                  device=device) as ctx:
         lib = _lib.load()
         p = ctypes.c_void_p()
-        ctx.call("moe_plan_create", ctx.handle, ctypes.byref(desc.c), mem,
-                 ctypes.byref(p))
         try:
-            return Plan._from_handle(lib, p.value)
+            ctx.call("moe_plan_create", ctx.handle, ctypes.byref(desc.c), mem,
+                     ctypes.byref(p))
         finally:
-            lib.moe_plan_destroy(p.value)
+            # The library hands back a plan even when no backend can serve
+            # (its explanation says why); it is freed here either way.
+            if p.value:
+                plan_obj = Plan._from_handle(lib, p.value)
+                lib.moe_plan_destroy(p.value)
+        return plan_obj
 
 
 def version():

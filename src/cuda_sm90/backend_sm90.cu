@@ -1,0 +1,503 @@
+/*
+ * backend_sm90.cu - the cuda-sm90 backend: prefill on Hopper (sm_90a) with
+ * the TMA + wgmma grouped GEMM of gemm_sm90.cu. Routing, permutation and
+ * combine are cuda-mma's kernels (../cuda/mma.h); per call:
+ *
+ *   [route +] permute -> gather -> gemm1 (sm90) -> gemm2 (sm90) -> combine
+ *
+ * Everything is stream-ordered on the caller's stream; the workspace and
+ * every tensor map are made at create (fixed addresses), nothing is
+ * allocated or synchronised per call, so a forward can be captured in a
+ * CUDA graph.
+ *
+ * Support: exactly sm_90 (the arch-specific "90a" image; plain sm_90 has no
+ * wgmma), bf16 and f16, every activation of cuda-mma; H, I (and the shared
+ * expert's I) multiples of 8, so that every TMA row stride is a multiple
+ * of 16 bytes.
+ */
+#include "../cuda/common.cuh"
+#include "../cuda/cuda_backends.h"
+#include "cuda_sm90.h"
+#include "sm90.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SM90_DTYPE_BITS (MOE_BIT(MOE_DTYPE_BF16) | MOE_BIT(MOE_DTYPE_F16))
+static const moe_support_row sm90_rows[] = {
+    /* device, dtypes, activations, gating, align H, align I, max E, smem */
+    {{MOE_PRED_EXACT, 90, 0},
+     SM90_DTYPE_BITS,
+     MMA_ACTS_GATED,
+     MOE_GATING_GATED,
+     8,
+     8,
+     MMA_ROUTE_MAX_E,
+     SM90_SMEM},
+    {{MOE_PRED_EXACT, 90, 0},
+     SM90_DTYPE_BITS,
+     MMA_ACTS_PLAIN,
+     MOE_GATING_PLAIN,
+     8,
+     8,
+     MMA_ROUTE_MAX_E,
+     SM90_SMEM},
+};
+
+/* Is "90a" one of the build's SASS archs? (plain "90" or PTX would not
+ * hold wgmma: the kernels compile to empty bodies there). */
+static int has_90a(void) {
+  const char *p = MOE_CUDA_ARCH_LIST;
+  while (*p) {
+    while (*p == ' ' || *p == ';')
+      p++;
+    const char *q = p;
+    while (*q && *q != ' ' && *q != ';')
+      q++;
+    if (q - p == 3 && strncmp(p, "90a", 3) == 0) return 1;
+    p = q;
+  }
+  return 0;
+}
+
+static int sm90_kernel_compiled(int sm, moe_dtype dt, moe_activation act,
+                                int gated) {
+  if (sm != 90 || !has_90a()) return 0;
+  const mma_inst *t;
+  const int n = sm90_gemm_instances(&t);
+  for (int i = 0; i < n; i++)
+    if (t[i].dtype == dt &&
+        ((gated ? t[i].acts_gated : t[i].acts_plain) & MOE_BIT(act)))
+      return 1;
+  return 0;
+}
+
+/* ---- errors ---- */
+static moe_status cuda_fail(cudaError_t e, const char *what, char *msg,
+                            size_t n) {
+  (void)cudaGetLastError(); /* clear a non-sticky error */
+  snprintf(msg, n, "cuda-sm90: %s: %s (%s)", what, cudaGetErrorString(e),
+           cudaGetErrorName(e));
+  if (e == cudaErrorNoKernelImageForDevice ||
+      e == cudaErrorInvalidDeviceFunction)
+    return MOE_ERR_NO_KERNEL_IMAGE;
+  if (e == cudaErrorMemoryAllocation) return MOE_ERR_OUT_OF_MEMORY;
+  return MOE_ERR_DEVICE;
+}
+#define CK(call, what)                                                         \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) return cuda_fail(e_, what, msg, n);                 \
+  } while (0)
+
+static moe_status sm90_probe(const moe_device *dev, char *msg, size_t n) {
+  if (dev->sm != 90) {
+    snprintf(msg, n, "cuda-sm90: sm_%d is not sm_90", dev->sm);
+    return MOE_ERR_UNSUPPORTED;
+  }
+  CK(sm90_gemm_probe(), "cudaFuncGetAttributes(sm90 grouped GEMM)");
+  if (!sm90_get_encode_fn()) {
+    snprintf(msg, n, "cuda-sm90: the driver has no cuTensorMapEncodeTiled");
+    return MOE_ERR_DEVICE;
+  }
+  return MOE_OK;
+}
+
+/* ---- per-layer state ---- */
+typedef struct sm90_impl {
+  moe_shape s;
+  int sms;
+  const float *b13, *b2, *cbias;
+  int32_t *emap; /* device [E] or NULL */
+  int Mc, P;     /* tokens and pairs per chunk */
+  void *ws;      /* one allocation; the rest point into it */
+  int32_t *ids, *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
+  int32_t *row_expert, *tiles, *n_tiles, *counts;
+  float *wts;
+  void *xp, *xs, *act, *act_sh;
+  float *Y, *Ysh;
+  sm90_gemm_args g1, g2; /* tensor maps and fixed fields */
+} sm90_impl;
+
+static void sm90_destroy(void *p) {
+  sm90_impl *L = (sm90_impl *)p;
+  if (!L) return;
+  if (L->ws) (void)cudaFree(L->ws);
+  if (L->emap) (void)cudaFree(L->emap);
+  free(L);
+}
+
+static size_t carve(size_t *off, size_t bytes) {
+  size_t at = *off;
+  *off += (bytes + 255) & ~(size_t)255;
+  return at;
+}
+
+static int n_tiles_of(int N, int halves) {
+  return halves ? (N / 2 + SM90_BN / 2 - 1) / (SM90_BN / 2)
+                : (N + SM90_BN - 1) / SM90_BN;
+}
+
+/* The fixed part of both GEMMs' argument blocks: tensor maps over the
+ * workspace and the weights, shapes, epilogue pointers. */
+static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
+  const moe_shape *s = &L->s;
+  const int bf = s->dtype == MOE_DTYPE_BF16, has_sh = s->Is > 0;
+  const long long El = s->E_local, H = s->H, I = s->I;
+  const int halves = s->gated && s->act != MOE_ACT_SWIGLU_OAI;
+  sm90_gemm_args *g = &L->g1;
+  memset(g, 0, sizeof *g);
+  int bad = 0;
+  bad |= sm90_encode_2d(enc, &g->a[0], bf, L->xp, L->P, H, H, SM90_BM);
+  bad |=
+      sm90_encode_2d(enc, &g->w[0], bf, w->w13, El * s->N1, H, H, SM90_BN / 2);
+  g->p[0].N = s->N1;
+  g->p[0].K = s->H;
+  g->p[0].n_tiles = n_tiles_of(s->N1, halves);
+  g->p[0].halves = halves;
+  g->p[0].bias = L->b13;
+  g->p[0].bias_stride = s->N1;
+  g->p[0].out = L->act;
+  g->p[0].ldo = I;
+  if (has_sh) {
+    bad |= sm90_encode_2d(enc, &g->a[1], bf, L->xs, L->Mc, H, H, SM90_BM);
+    bad |= sm90_encode_2d(enc, &g->w[1], bf, w->shared_w13, s->N1s, H, H,
+                          SM90_BN / 2);
+    g->p[1].N = s->N1s;
+    g->p[1].K = s->H;
+    g->p[1].n_tiles = n_tiles_of(s->N1s, halves);
+    g->p[1].halves = halves;
+    g->p[1].out = L->act_sh;
+    g->p[1].ldo = s->Is;
+  }
+  g->tiles = L->tiles;
+  g->n_tiles = L->n_tiles;
+  g->offsets = L->offsets;
+  g->act.act = s->act;
+  g->act.gated = s->gated;
+  g->act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
+  g->act.alpha = s->swiglu_alpha;
+  g->act.limit = s->swiglu_limit;
+
+  g = &L->g2;
+  memset(g, 0, sizeof *g);
+  bad |= sm90_encode_2d(enc, &g->a[0], bf, L->act, L->P, I, I, SM90_BM);
+  bad |= sm90_encode_2d(enc, &g->w[0], bf, w->w2, El * H, I, I, SM90_BN / 2);
+  g->p[0].N = s->H;
+  g->p[0].K = s->I;
+  g->p[0].n_tiles = n_tiles_of(s->H, 0);
+  g->p[0].bias = L->b2;
+  g->p[0].bias_stride = s->H;
+  g->p[0].out = L->Y;
+  g->p[0].ldo = H;
+  g->p[0].out_rows = L->sorted_pair;
+  if (has_sh) {
+    bad |= sm90_encode_2d(enc, &g->a[1], bf, L->act_sh, L->Mc, s->Is, s->Is,
+                          SM90_BM);
+    bad |= sm90_encode_2d(enc, &g->w[1], bf, w->shared_w2, H, s->Is, s->Is,
+                          SM90_BN / 2);
+    g->p[1].N = s->H;
+    g->p[1].K = s->Is;
+    g->p[1].n_tiles = n_tiles_of(s->H, 0);
+    g->p[1].out = L->Ysh;
+    g->p[1].ldo = H;
+  }
+  g->tiles = L->tiles;
+  g->n_tiles = L->n_tiles;
+  g->offsets = L->offsets;
+  return bad ? -1 : 0;
+}
+
+static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
+                              const moe_weights *w, void **impl, char *msg,
+                              size_t n) {
+  *impl = NULL;
+  if (w->memory != MOE_MEMORY_CUDA) {
+    snprintf(msg, n, "cuda-sm90: weights must be in CUDA device memory");
+    return MOE_ERR_INVALID_ARGUMENT;
+  }
+  if (s->dtype != MOE_DTYPE_BF16 && s->dtype != MOE_DTYPE_F16) {
+    snprintf(msg, n, "cuda-sm90: dtype %s has no kernel (bf16, f16 only)",
+             moe_dtype_name(s->dtype));
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (!(MOE_BIT(s->act) & (s->gated ? MMA_ACTS_GATED : MMA_ACTS_PLAIN))) {
+    snprintf(msg, n, "cuda-sm90: %s %s has no kernel",
+             s->gated ? "gated" : "plain", moe_activation_name(s->act));
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (s->E > MMA_ROUTE_MAX_E || s->E_local > MMA_ROUTE_MAX_E ||
+      s->routing.n_group > MMA_ROUTE_MAX_GROUPS) {
+    snprintf(msg, n, "cuda-sm90: E = %d, n_group = %d: at most %d and %d", s->E,
+             s->routing.n_group, MMA_ROUTE_MAX_E, MMA_ROUTE_MAX_GROUPS);
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (s->H % 8 || s->I % 8 || s->Is % 8) {
+    snprintf(msg, n,
+             "cuda-sm90: H = %d, I = %d, shared I = %d: multiples of "
+             "8 only (TMA row strides)",
+             s->H, s->I, s->Is);
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (((uintptr_t)w->w13 & 15) || ((uintptr_t)w->w2 & 15) ||
+      (s->Is &&
+       (((uintptr_t)w->shared_w13 & 15) || ((uintptr_t)w->shared_w2 & 15)))) {
+    snprintf(msg, n, "cuda-sm90: weights must be 16-byte aligned (TMA)");
+    return MOE_ERR_UNSUPPORTED;
+  }
+  const sm90_encode_fn enc = sm90_get_encode_fn();
+  if (!enc) {
+    snprintf(msg, n, "cuda-sm90: the driver has no cuTensorMapEncodeTiled");
+    return MOE_ERR_DEVICE;
+  }
+  sm90_impl *L = (sm90_impl *)calloc(1, sizeof *L);
+  if (!L) {
+    snprintf(msg, n, "cuda-sm90: out of host memory");
+    return MOE_ERR_OUT_OF_MEMORY;
+  }
+  L->s = *s;
+  L->s.expert_map = NULL;
+  L->b13 = w->w13_bias;
+  L->b2 = w->w2_bias;
+  L->cbias =
+      s->routing.scoring == MOE_SCORING_SIGMOID ? w->correction_bias : NULL;
+  L->sms = env && env->device && env->device->sms > 0 ? env->device->sms : 0;
+  moe_status st = MOE_OK;
+#define CKL(call, what)                                                        \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      st = cuda_fail(e_, what, msg, n);                                        \
+      sm90_destroy(L);                                                         \
+      return st;                                                               \
+    }                                                                          \
+  } while (0)
+  if (!L->sms) {
+    int dev = 0;
+    CKL(cudaGetDevice(&dev), "cudaGetDevice");
+    CKL(cudaDeviceGetAttribute(&L->sms, cudaDevAttrMultiProcessorCount, dev),
+        "cudaDeviceGetAttribute");
+  }
+  CKL(sm90_gemm_prepare(s->dtype), "cudaFuncSetAttribute(sm90 gemm)");
+  CKL(mma_route_prepare(), "cudaFuncSetAttribute(route)");
+  if (s->expert_map) {
+    CKL(cudaMalloc((void **)&L->emap, (size_t)s->E * sizeof(int32_t)),
+        "cudaMalloc(expert_map)");
+    CKL(cudaMemcpy(L->emap, s->expert_map, (size_t)s->E * sizeof(int32_t),
+                   cudaMemcpyHostToDevice),
+        "cudaMemcpy(expert_map)");
+  }
+
+  const size_t es = moe_dtype_size(s->dtype);
+  const long long Mc = s->max_tokens, P = Mc * s->k;
+  L->Mc = (int)Mc;
+  L->P = (int)P;
+  const long long H = s->H, El = s->E_local;
+  size_t off = 0, o[18];
+  o[0] = carve(&off, P * 4);                        /* ids */
+  o[1] = carve(&off, P * 4);                        /* wts */
+  o[2] = carve(&off, P * 4);                        /* pair_e */
+  o[3] = carve(&off, P * 4);                        /* rank */
+  o[4] = carve(&off, (El + 1) * 4);                 /* offsets */
+  o[5] = carve(&off, P * 4);                        /* sorted_pair */
+  o[6] = carve(&off, P * 4);                        /* sorted_tok */
+  o[7] = carve(&off, P * 4);                        /* row_expert */
+  o[8] = carve(&off, 2 * (P + El) * 4);             /* tiles */
+  o[9] = carve(&off, 4);                            /* n_tiles */
+  o[10] = carve(&off, El * 4);                      /* counts */
+  o[11] = carve(&off, P * H * es);                  /* xp */
+  o[12] = carve(&off, s->Is ? Mc * H * es : 0);     /* xs */
+  o[13] = carve(&off, P * s->I * es);               /* act */
+  o[14] = carve(&off, s->Is ? Mc * s->Is * es : 0); /* act_sh */
+  o[15] = carve(&off, P * H * 4);                   /* Y */
+  o[16] = carve(&off, s->Is ? Mc * H * 4 : 0);      /* Ysh */
+  CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
+  char *b = (char *)L->ws;
+  L->ids = (int32_t *)(b + o[0]);
+  L->wts = (float *)(b + o[1]);
+  L->pair_e = (int32_t *)(b + o[2]);
+  L->rank = (int32_t *)(b + o[3]);
+  L->offsets = (int32_t *)(b + o[4]);
+  L->sorted_pair = (int32_t *)(b + o[5]);
+  L->sorted_tok = (int32_t *)(b + o[6]);
+  L->row_expert = (int32_t *)(b + o[7]);
+  L->tiles = (int32_t *)(b + o[8]);
+  L->n_tiles = (int32_t *)(b + o[9]);
+  L->counts = (int32_t *)(b + o[10]);
+  L->xp = b + o[11];
+  L->xs = s->Is ? b + o[12] : NULL;
+  L->act = b + o[13];
+  L->act_sh = s->Is ? b + o[14] : NULL;
+  L->Y = (float *)(b + o[15]);
+  L->Ysh = s->Is ? (float *)(b + o[16]) : NULL;
+  if (make_args(L, w, enc) != 0) {
+    snprintf(msg, n, "cuda-sm90: cuTensorMapEncodeTiled failed");
+    sm90_destroy(L);
+    return MOE_ERR_DEVICE;
+  }
+  *impl = L;
+  return MOE_OK;
+#undef CKL
+}
+
+static mma_route_args route_args(const sm90_impl *L, const float *logits, int M,
+                                 int32_t *ids, float *w) {
+  mma_route_args r;
+  memset(&r, 0, sizeof r);
+  r.logits = logits;
+  r.bias = L->cbias;
+  r.M = M;
+  r.E = L->s.E;
+  r.k = L->s.k;
+  r.scoring = L->s.routing.scoring;
+  r.n_group = L->s.routing.n_group;
+  r.topk_group = L->s.routing.topk_group;
+  r.renormalize = L->s.routing.renormalize;
+  r.scale = L->s.routing.routed_scaling_factor;
+  if (r.scale == 0.0f) r.scale = 1.0f;
+  r.ids = ids;
+  r.weights = w;
+  return r;
+}
+
+static moe_status sm90_route(void *impl, const float *logits, int M,
+                             int32_t *ids, float *weights, void *stream,
+                             char *msg, size_t n) {
+  const sm90_impl *L = (const sm90_impl *)impl;
+  if (M <= 0) return MOE_OK;
+  mma_route_args r = route_args(L, logits, M, ids, weights);
+  CK(mma_launch_route(&r, (cudaStream_t)stream), "route kernel launch");
+  return MOE_OK;
+}
+
+static int persistent_grid(const sm90_impl *L, long long tiles) {
+  return (int)(tiles < L->sms ? tiles : L->sms);
+}
+
+/* One chunk of at most Mc tokens. */
+static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
+                            const int32_t *ids_in, const float *w_in, int mc,
+                            void *out, cudaStream_t st, char *msg, size_t n) {
+  const moe_shape *s = &L->s;
+  const int k = s->k, pairs = mc * k, El = s->E_local, H = s->H;
+  const int has_sh = s->Is > 0;
+  const int ne = El < pairs ? El : pairs;
+
+  /* ---- routing and permutation (cuda-mma's kernels), tiles of BM ---- */
+  mma_permute_args pa;
+  memset(&pa, 0, sizeof pa);
+  pa.ids = logits ? L->ids : ids_in;
+  pa.emap = L->emap;
+  pa.pairs = pairs;
+  pa.k = k;
+  pa.E = s->E;
+  pa.E_local = El;
+  pa.bm = SM90_BM;
+  pa.pair_e = L->pair_e;
+  pa.rank = L->rank;
+  pa.offsets = L->offsets;
+  pa.sorted_pair = L->sorted_pair;
+  pa.sorted_tok = L->sorted_tok;
+  pa.row_expert = L->row_expert;
+  pa.tiles = L->tiles;
+  pa.n_tiles = L->n_tiles;
+  pa.counts = L->counts;
+  const float *wts = logits ? L->wts : w_in;
+  if (logits) {
+    mma_route_args r = route_args(L, logits, mc, L->ids, L->wts);
+    if (mc <= MMA_FUSED_ROUTE_MAX_M) {
+      CK(mma_launch_route_permute(&r, &pa, st), "route+permute launch");
+    } else {
+      CK(mma_launch_route(&r, st), "route launch");
+      CK(mma_launch_permute(&pa, st), "permute launch");
+    }
+  } else {
+    CK(mma_launch_permute(&pa, st), "permute launch");
+  }
+
+  /* ---- the token gather (and the shared expert's copy of x) ---- */
+  sm90_gather_args ga;
+  memset(&ga, 0, sizeof ga);
+  ga.x = x;
+  ga.H = H;
+  ga.vec = ((uintptr_t)x & 15) == 0;
+  ga.sorted_tok = L->sorted_tok;
+  ga.n_rows = L->offsets + El;
+  ga.max_rows = pairs;
+  ga.xp = L->xp;
+  ga.shared_rows = has_sh ? mc : 0;
+  ga.xs = L->xs;
+  CK(sm90_launch_gather(&ga, st), "gather launch");
+
+  /* ---- the GEMMs: persistent grids over a host bound of the tiles ---- */
+  const long long mb =
+      ((long long)pairs + (long long)ne * (SM90_BM - 1)) / SM90_BM;
+  const int sh_tiles = has_sh ? (mc + SM90_BM - 1) / SM90_BM : 0;
+  sm90_gemm_args *g = &L->g1;
+  g->shared_tiles = sh_tiles;
+  g->p[1].rows = mc;
+  long long t1 = mb * g->p[0].n_tiles + (long long)sh_tiles * g->p[1].n_tiles;
+  CK(sm90_launch_gemm1(s->dtype, g, persistent_grid(L, t1), st),
+     "gemm1 launch");
+
+  g = &L->g2;
+  g->shared_tiles = sh_tiles;
+  g->p[1].rows = mc;
+  g->p[0].row_w = wts;
+  long long t2 = mb * g->p[0].n_tiles + (long long)sh_tiles * g->p[1].n_tiles;
+  CK(sm90_launch_gemm2(s->dtype, g, persistent_grid(L, t2), st),
+     "gemm2 launch");
+
+  /* ---- combine (cuda-mma's kernel) ---- */
+  mma_combine_args c;
+  memset(&c, 0, sizeof c);
+  c.Y = L->Y;
+  c.y_zstride = (long long)L->P * H;
+  c.y_split = 1;
+  c.Ysh = has_sh ? L->Ysh : NULL;
+  c.ysh_zstride = (long long)L->Mc * H;
+  c.ysh_split = 1;
+  c.pair_e = L->pair_e;
+  c.M = mc;
+  c.k = k;
+  c.H = H;
+  c.out = out;
+  CK(mma_launch_combine(s->dtype, &c, st), "combine launch");
+  return MOE_OK;
+}
+
+static moe_status sm90_forward(void *impl, const moe_batch *b, void *stream,
+                               char *msg, size_t n) {
+  sm90_impl *L = (sm90_impl *)impl;
+  const moe_shape *s = &L->s;
+  const size_t es = moe_dtype_size(s->dtype);
+  for (int m0 = 0; m0 < b->M; m0 += L->Mc) {
+    const int mc = b->M - m0 < L->Mc ? b->M - m0 : L->Mc;
+    const size_t xo = (size_t)m0 * s->H * es;
+    moe_status st =
+        run_chunk(L, (const char *)b->x + xo,
+                  b->logits ? b->logits + (size_t)m0 * s->E : NULL,
+                  b->ids ? b->ids + (size_t)m0 * s->k : NULL,
+                  b->weights ? b->weights + (size_t)m0 * s->k : NULL, mc,
+                  (char *)b->out + xo, (cudaStream_t)stream, msg, n);
+    if (st != MOE_OK) return st;
+  }
+  return MOE_OK;
+}
+
+/* Not in src/registry.c until tests/gpu/test_cuda_sm90.c passes on an
+ * sm_90 GPU: the planner must never pick an unverified backend. */
+extern "C" const moe_backend moe_backend_cuda_sm90 = {
+    "cuda-sm90",
+    10,
+    &moe_memops_cuda,
+    sm90_rows,
+    (int)(sizeof sm90_rows / sizeof sm90_rows[0]),
+    sm90_kernel_compiled,
+    sm90_probe,
+    sm90_create,
+    sm90_destroy,
+    sm90_route,
+    sm90_forward,
+};

@@ -1,0 +1,349 @@
+/*
+ * gemm_sm90.cu - the persistent, warp-specialised grouped GEMM of cuda-sm90
+ * (sm_90a: TMA, mbarriers, wgmma), its two fused epilogues and the token
+ * gather.
+ *
+ * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list
+ * t = blockIdx.x, + gridDim.x, ...: first every (routed row tile, N tile)
+ * pair, row tile major (the row tiles are in expert order, so the CTAs in
+ * flight share one or two experts' weights in L2, and the N tiles of one
+ * row tile reuse its A rows), then the shared expert's tiles.
+ *
+ *   warpgroup 0   producer: one thread issues, per K step, one TMA box of
+ *                 A (128 rows) and two of W (128 rows each) into the next
+ *                 ring stage, after the consumers have released it (empty
+ *                 barrier), announcing the bytes on the stage's full
+ *                 barrier. Its registers are given up (setmaxnreg.dec).
+ *   warpgroups 1,2 consumers: rows 0-63 / 64-127 of the tile. Each waits on
+ *                 the full barrier, issues 4 wgmma m64n256k16 (BK = 64),
+ *                 waits for them, releases the stage (one arrival per
+ *                 warp) and, after the last K step, runs the epilogue
+ *                 straight from its 128 accumulators to global memory
+ *                 while the producer already fills the ring for its next
+ *                 tile.
+ *
+ * Stage index and phase run on across tiles: producer and consumers walk
+ * the same tiles with the same K steps, so they stay in step.
+ *
+ * Rows past an expert's end (the next expert's rows, or past the buffer:
+ * zeros) and weight rows past N are computed and dropped by the epilogue;
+ * K past the end is zero-filled by TMA on both operands.
+ */
+#include "../cuda/common.cuh"
+#include "sm90.h"
+
+struct sm90_tile {
+  int pi, e, row0, row_end, nt;
+};
+
+/* Tile t of the walk (t < total). */
+__device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
+                                                  int t, int routed_m) {
+  sm90_tile o;
+  const int nt0 = a.p[0].n_tiles;
+  if (t < routed_m * nt0) {
+    const int m = t / nt0;
+    o.pi = 0;
+    o.nt = t - m * nt0;
+    o.e = __ldg(a.tiles + 2 * m);
+    o.row0 = __ldg(a.offsets + o.e) + __ldg(a.tiles + 2 * m + 1);
+    o.row_end = __ldg(a.offsets + o.e + 1);
+  } else {
+    t -= routed_m * nt0;
+    const int nt1 = a.p[1].n_tiles;
+    const int m = t / nt1;
+    o.pi = 1;
+    o.nt = t - m * nt1;
+    o.e = 0;
+    o.row0 = m * SM90_BM;
+    o.row_end = a.p[1].rows;
+  }
+  return o;
+}
+
+#ifdef SM90_DEVICE
+/* GEMM1 epilogue: bias + activation, act rows of T. */
+template <class T>
+__device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
+                                          const sm90_tile &tl,
+                                          const float (&d)[128], int c) {
+  const sm90_problem &P = a.p[tl.pi];
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
+  const mma_act &ac = a.act;
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
+    if (row >= tl.row_end) continue;
+    T *o = (T *)P.out + row * P.ldo;
+    if (ac.gated && P.halves) {
+      /* columns 0-127: gate j0 + c, columns 128-255: up j0 + c */
+      const int I = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
+#pragma unroll
+      for (int g = 0; g < 16; g++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+          const int j = j0 + 8 * g + 2 * (l & 3) + q;
+          if (j >= I) continue;
+          float gt = d[g * 4 + h * 2 + q] + (b ? b[j] : 0.0f);
+          float up = d[(g + 16) * 4 + h * 2 + q] + (b ? b[I + j] : 0.0f);
+          o[j] = from_f32<T>(act_apply(ac, gt, up));
+        }
+    } else if (ac.gated) {
+      /* interleaved rows: columns (2j, 2j + 1) are (gate j, up j) */
+#pragma unroll
+      for (int g = 0; g < 32; g++) {
+        const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
+        if (col >= P.N) continue;
+        const int j = col >> 1;
+        float gt = d[g * 4 + h * 2] + (b ? b[2 * j] : 0.0f);
+        float up = d[g * 4 + h * 2 + 1] + (b ? b[2 * j + 1] : 0.0f);
+        o[j] = from_f32<T>(act_apply(ac, gt, up));
+      }
+    } else {
+#pragma unroll
+      for (int g = 0; g < 32; g++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+          const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3) + q;
+          if (col >= P.N) continue;
+          o[col] = from_f32<T>(
+              act_apply(ac, d[g * 4 + h * 2 + q] + (b ? b[col] : 0.0f), 0.0f));
+        }
+    }
+  }
+}
+
+/* GEMM2 epilogue: bias, routing weight, f32 row of Y for the row's pair. */
+__device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
+                                          const sm90_tile &tl,
+                                          const float (&d)[128], int c) {
+  const sm90_problem &P = a.p[tl.pi];
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
+    if (row >= tl.row_end) continue;
+    const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
+    const float rw = P.row_w ? __ldg(P.row_w + y) : 1.0f;
+    float *o = (float *)P.out + (long long)y * P.ldo;
+#pragma unroll
+    for (int g = 0; g < 32; g++) {
+      const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
+      const float v0 = rw * (d[g * 4 + h * 2] + (b ? b[col] : 0.0f));
+      if (col + 1 < P.N) {
+        const float v1 = rw * (d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f));
+        if ((P.ldo & 1) == 0) {
+          *(float2 *)(o + col) = make_float2(v0, v1);
+        } else {
+          o[col] = v0;
+          o[col + 1] = v1;
+        }
+      } else if (col < P.N) {
+        o[col] = v0;
+      }
+    }
+  }
+}
+#endif
+
+/* EPI 1: GEMM1 (bias + activation), 2: GEMM2 (bias + routing weight). */
+template <class T, int EPI>
+__global__ void __launch_bounds__(SM90_THREADS, 1)
+    sm90_gemm_kernel(const __grid_constant__ sm90_gemm_args args) {
+#ifdef SM90_DEVICE
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (sm90_smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t sA = base;
+  const uint32_t sB = base + SM90_STAGES * SM90_A_BYTES;
+  const uint32_t full = base + SM90_STAGES * SM90_STAGE_BYTES;
+  const uint32_t empty = full + 8 * SM90_STAGES;
+  const int wg = threadIdx.x >> 7;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < SM90_STAGES; s++) {
+      mbar_init(full + 8 * s, 1);
+      mbar_init(empty + 8 * s, 8); /* one arrival per consumer warp */
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  const int routed_m = __ldg(args.n_tiles);
+  const int total =
+      routed_m * args.p[0].n_tiles + args.shared_tiles * args.p[1].n_tiles;
+
+  if (wg == 0) {
+    setmaxnreg_dec<40>();
+    if (threadIdx.x != 0) return;
+    for (int i = 0; i < 2; i++) {
+      tma_prefetch_map(&args.a[i]);
+      tma_prefetch_map(&args.w[i]);
+    }
+    int s = 0;
+    uint32_t ph = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const sm90_tile tl = sm90_tile_of(args, t, routed_m);
+      const sm90_problem &P = args.p[tl.pi];
+      const int nk = (P.K + SM90_BK - 1) / SM90_BK;
+      const int w0 = tl.e * P.N; /* the expert's first weight row */
+      int r0, r1;
+      if (args.act.gated && P.halves) {
+        r0 = w0 + tl.nt * (SM90_BN / 2);
+        r1 = r0 + (P.N >> 1);
+      } else {
+        r0 = w0 + tl.nt * SM90_BN;
+        r1 = r0 + SM90_BN / 2;
+      }
+      const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
+      for (int kt = 0; kt < nk; kt++) {
+        mbar_wait(empty + 8 * s, ph ^ 1);
+        const uint32_t fb = full + 8 * s;
+        mbar_arrive_expect_tx(fb, SM90_STAGE_BYTES);
+        const int k = kt * SM90_BK;
+        tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
+        tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);
+        tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1, fb);
+        if (++s == SM90_STAGES) {
+          s = 0;
+          ph ^= 1;
+        }
+      }
+    }
+  } else {
+    setmaxnreg_inc<232>();
+    const int c = wg - 1;
+    const int lane = threadIdx.x & 31;
+    float d[128];
+#pragma unroll
+    for (int i = 0; i < 128; i++)
+      d[i] = 0.0f;
+    int s = 0;
+    uint32_t ph = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const sm90_tile tl = sm90_tile_of(args, t, routed_m);
+      const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
+      for (int kt = 0; kt < nk; kt++) {
+        mbar_wait(full + 8 * s, ph);
+        const uint64_t da =
+            wgmma_desc(sA + s * SM90_A_BYTES + c * 64 * SM90_BK * 2);
+        const uint64_t db = wgmma_desc(sB + s * SM90_B_BYTES);
+        wgmma_fence_acc(d);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < SM90_BK / 16; kk++)
+          wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_acc(d);
+        if (lane == 0) mbar_arrive(empty + 8 * s);
+        if (++s == SM90_STAGES) {
+          s = 0;
+          ph ^= 1;
+        }
+      }
+      if (EPI == 1)
+        epi_gemm1<T>(args, tl, d, c);
+      else
+        epi_gemm2(args, tl, d, c);
+    }
+  }
+#endif
+}
+
+/* ---- the gather: one block per row, 16-byte copies when aligned ---- */
+__global__ void sm90_gather_kernel(const sm90_gather_args g) {
+  const int r = blockIdx.x;
+  const unsigned short *src;
+  unsigned short *dst;
+  if (r < g.max_rows) {
+    if (r >= __ldg(g.n_rows)) return;
+    const long long t = __ldg(g.sorted_tok + r);
+    src = (const unsigned short *)g.x + t * g.H;
+    dst = (unsigned short *)g.xp + (long long)r * g.H;
+  } else {
+    const long long t = r - g.max_rows;
+    src = (const unsigned short *)g.x + t * g.H;
+    dst = (unsigned short *)g.xs + t * g.H;
+  }
+  if (g.vec) {
+    for (int i = threadIdx.x; i < g.H / 8; i += blockDim.x)
+      ((uint4 *)dst)[i] = __ldg((const uint4 *)src + i);
+  } else {
+    for (int i = threadIdx.x; i < g.H; i += blockDim.x)
+      dst[i] = src[i];
+  }
+}
+
+extern "C" cudaError_t sm90_launch_gather(const sm90_gather_args *g,
+                                          cudaStream_t s) {
+  const long long blocks = (long long)g->max_rows + g->shared_rows;
+  if (blocks <= 0) return cudaSuccess;
+  sm90_gather_kernel<<<(unsigned)blocks, 128, 0, s>>>(*g);
+  return cudaGetLastError();
+}
+
+/* ---- instantiation: the dtype list makes both the kernels and the table */
+#define SM90_ENTRY(T, DT) {DT, MMA_ACTS_GATED, MMA_ACTS_PLAIN},
+static const mma_inst sm90_table[] = {MMA_DTYPES(SM90_ENTRY)};
+
+extern "C" int sm90_gemm_instances(const mma_inst **tab) {
+  *tab = sm90_table;
+  return (int)(sizeof sm90_table / sizeof sm90_table[0]);
+}
+
+template <class T, int EPI>
+static cudaError_t sm90_launch(const sm90_gemm_args *a, int grid,
+                               cudaStream_t s) {
+  if (grid <= 0) return cudaSuccess;
+  sm90_gemm_kernel<T, EPI><<<grid, SM90_THREADS, SM90_SMEM, s>>>(*a);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t sm90_launch_gemm1(moe_dtype dt, const sm90_gemm_args *a,
+                                         int grid, cudaStream_t s) {
+#define SM90_G1_CASE(T, DT)                                                    \
+  case DT:                                                                     \
+    return sm90_launch<T, 1>(a, grid, s);
+  switch (dt) {
+    MMA_DTYPES(SM90_G1_CASE)
+  default:
+    return cudaErrorInvalidValue;
+  }
+}
+
+extern "C" cudaError_t sm90_launch_gemm2(moe_dtype dt, const sm90_gemm_args *a,
+                                         int grid, cudaStream_t s) {
+#define SM90_G2_CASE(T, DT)                                                    \
+  case DT:                                                                     \
+    return sm90_launch<T, 2>(a, grid, s);
+  switch (dt) {
+    MMA_DTYPES(SM90_G2_CASE)
+  default:
+    return cudaErrorInvalidValue;
+  }
+}
+
+extern "C" cudaError_t sm90_gemm_prepare(moe_dtype dt) {
+  cudaError_t e;
+#define SM90_PREP_CASE(T, DT)                                                  \
+  case DT:                                                                     \
+    e = cudaFuncSetAttribute(sm90_gemm_kernel<T, 1>,                           \
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,      \
+                             SM90_SMEM);                                       \
+    if (e != cudaSuccess) return e;                                            \
+    return cudaFuncSetAttribute(sm90_gemm_kernel<T, 2>,                        \
+                                cudaFuncAttributeMaxDynamicSharedMemorySize,   \
+                                SM90_SMEM);
+  switch (dt) {
+    MMA_DTYPES(SM90_PREP_CASE)
+  default:
+    return cudaErrorInvalidValue;
+  }
+}
+
+extern "C" cudaError_t sm90_gemm_probe(void) {
+  cudaFuncAttributes attr;
+  return cudaFuncGetAttributes(&attr, sm90_gemm_kernel<__nv_bfloat16, 1>);
+}

@@ -1,0 +1,96 @@
+/*
+ * sm90.h - internals of the cuda-sm90 backend: the tile shape, the argument
+ * blocks of its kernels and their extern "C" launchers (gemm_sm90.cu). The
+ * routing, permutation and combine kernels are cuda-mma's (../cuda/mma.h).
+ *
+ * Data flow of one forward call (pairs p = t * k + j, rows in expert order):
+ *   route, permute     (cuda-mma) ids, weights, offsets, sorted rows, tiles
+ *   gather             Xp[r] = x[sorted_tok[r]];  Xs[t] = x[t] (shared)
+ *   gemm1 (sm90)       act[r] = act(Xp[r] @ W13[e]^T + b13[e])
+ *   gemm2 (sm90)       Y[sorted_pair[r]] = w[p] * (act[r] @ W2[e]^T + b2[e])
+ *   combine            (cuda-mma) out[t] = sum_j Y[t*k+j] + Ysh[t]
+ * Every GEMM operand is read by TMA through a tensor map encoded once, at
+ * create, over a workspace buffer or the weights (fixed addresses), so a
+ * forward is capturable in a CUDA graph.
+ */
+#ifndef MOE_CUDA_SM90_SM90_H
+#define MOE_CUDA_SM90_SM90_H
+
+#include "../cuda/mma.h"
+#include "tma.cuh"
+
+/* Tile: BM rows x BN weight rows x BK, STAGES-deep ring. Two consumer
+ * warpgroups take 64 rows each (wgmma m64n256k16); one producer warp. The
+ * weight tile is two TMA boxes of BN / 2 rows (gated [gate; up] weights:
+ * one box from each half). */
+#define SM90_BM 128
+#define SM90_BN 256
+#define SM90_BK 64
+#define SM90_STAGES 4
+#define SM90_THREADS 384
+#define SM90_A_BYTES (SM90_BM * SM90_BK * 2)
+#define SM90_B_BYTES (SM90_BN * SM90_BK * 2)
+#define SM90_STAGE_BYTES (SM90_A_BYTES + SM90_B_BYTES)
+/* ring + barriers + slack to align the ring to 1024 bytes */
+#define SM90_SMEM (SM90_STAGES * SM90_STAGE_BYTES + 2 * SM90_STAGES * 8 + 1024)
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One GEMM problem: C[rows][N] = A[rows][K] * W[e][N][K]^T; its operands
+ * are the tensor maps a[i], w[i] of the argument block. */
+typedef struct sm90_problem {
+  int N, K;
+  int n_tiles; /* tiles along N (0: no such problem) */
+  int halves;  /* GEMM1 gated with [gate; up] halves: box 2 reads row I + j */
+  int rows;    /* identity problems (shared expert): row count */
+  const float *bias; /* [e][N] or NULL */
+  long long bias_stride;
+  void *out; /* GEMM1: act T [rows][ldo]; GEMM2: Y f32 [rows][ldo] */
+  long long ldo;
+  const int32_t *out_rows; /* GEMM2: row -> Y row (pair); NULL: identity */
+  const float *row_w;      /* GEMM2: weight of a Y row; NULL: 1 */
+} sm90_problem;
+
+typedef struct sm90_gemm_args {
+  CUtensorMap a[2];       /* A rows [rows][K], box 128 x 64 */
+  CUtensorMap w[2];       /* W rows [experts * N][K], box 128 x 64 */
+  sm90_problem p[2];      /* 0: routed experts, 1: shared expert */
+  const int32_t *tiles;   /* routed row tiles: (expert, first row) */
+  const int32_t *n_tiles; /* device count of routed row tiles */
+  const int32_t *offsets; /* [E_local + 1] first row of each expert */
+  int shared_tiles;       /* row tiles of problem 1 */
+  mma_act act;            /* GEMM1 only */
+} sm90_gemm_args;
+
+/* Persistent launch: grid CTAs (<= SMs) walk every (row tile, N tile). */
+cudaError_t sm90_launch_gemm1(moe_dtype dt, const sm90_gemm_args *a, int grid,
+                              cudaStream_t s);
+cudaError_t sm90_launch_gemm2(moe_dtype dt, const sm90_gemm_args *a, int grid,
+                              cudaStream_t s);
+/* Raises the kernels' shared-memory limit (once, at create). */
+cudaError_t sm90_gemm_prepare(moe_dtype dt);
+/* cudaFuncGetAttributes on the bf16 GEMM (is its image here?). */
+cudaError_t sm90_gemm_probe(void);
+/* Instantiation table (dtypes x activations), filled by the same macro
+ * that instantiates the kernels. */
+int sm90_gemm_instances(const mma_inst **tab);
+
+/* The token gather (and the shared expert's copy of x). */
+typedef struct sm90_gather_args {
+  const void *x; /* [M][H] */
+  int H, vec;    /* vec: x 16-byte aligned (H % 8 == 0 always) */
+  const int32_t *sorted_tok;
+  const int32_t *n_rows; /* device: routed rows (offsets + E_local) */
+  int max_rows;          /* host bound of routed rows (pairs) */
+  void *xp;              /* [max_rows][H] */
+  int shared_rows;       /* tokens copied to xs (0: none) */
+  void *xs;              /* [shared_rows][H] */
+} sm90_gather_args;
+cudaError_t sm90_launch_gather(const sm90_gather_args *g, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

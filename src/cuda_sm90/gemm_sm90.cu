@@ -131,6 +131,7 @@ __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
 #pragma unroll
     for (int g = 0; g < 32; g++) {
       const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
+      if (col >= P.N) continue;
       const float v0 = rw * (d[g * 4 + h * 2] + (b ? b[col] : 0.0f));
       if (col + 1 < P.N) {
         const float v1 = rw * (d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f));
@@ -140,7 +141,7 @@ __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
           o[col] = v0;
           o[col + 1] = v1;
         }
-      } else if (col < P.N) {
+      } else {
         o[col] = v0;
       }
     }

@@ -97,7 +97,12 @@ static int parse(int argc, char **argv, bench_opts *o) {
   return 1;
 }
 
+int moe_bench_dist(int argc, char **argv); /* tools/bench_dist.c */
+
 int moe_cmd_bench(int argc, char **argv) {
+  /* Multi-GPU runs (--gpus N) are tools/bench_dist.c's. */
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--gpus")) return moe_bench_dist(argc, argv);
   bench_opts o;
   if (!parse(argc, argv, &o)) return usage();
   moe_context_options co;

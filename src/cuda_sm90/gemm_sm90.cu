@@ -179,6 +179,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
     setmaxnreg_dec<40>();
     if (threadIdx.x != 0) return;
     for (int i = 0; i < 2; i++) {
+      if (args.p[i].n_tiles == 0) continue; /* no map encoded */
       tma_prefetch_map(&args.a[i]);
       tma_prefetch_map(&args.w[i]);
     }

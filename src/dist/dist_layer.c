@@ -18,6 +18,7 @@
 
 #define MOE_DIST_MAX_TOKENS (1 << 24)
 
+#ifdef MOE_HAVE_NCCL
 /* Re-raises the message a sub-call left in ctx with the rank in front. */
 static moe_status sub_fail(moe_context *ctx, moe_status st, int rank,
                            const char *what) {
@@ -25,6 +26,7 @@ static moe_status sub_fail(moe_context *ctx, moe_status st, int rank,
   snprintf(m, sizeof m, "%s", ctx->err);
   return moe_fail(ctx, st, "rank %d: %s: %s", rank, what, m);
 }
+#endif
 
 static moe_status check_create(moe_context *ctx, const moe_layer_desc *desc,
                                const moe_weights *w, void *comm, int rank,

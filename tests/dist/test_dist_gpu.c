@@ -424,6 +424,9 @@ int main(void) {
            moe_dist_available() ? "built" : "not built", WORLD);
     return 77;
   }
+  /* The H200 machines here need NVLink multicast off; an explicit setting
+   * in the environment wins. */
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
   moe_context *ctx = NULL;
   moe_context_options o;
   moe_context_options_init(&o);

@@ -369,7 +369,7 @@ static void test_create_bad_args(void **state) {
   assert_int_equal(moe_context_create(&o, &ctx), MOE_OK);
   moe_layer_desc d;
   good_desc(&d);
-  static char fake_w[64] __attribute__((aligned(16)));
+  static _Alignas(16) char fake_w[64];
   int fake_comm = 0;
   moe_weights w;
   memset(&w, 0, sizeof w);

@@ -61,6 +61,22 @@ int moe_dist_expert_owner(int E, int world, int e);
 /* Fills map[E] with rank's local indices (-1 elsewhere). */
 moe_status moe_dist_expert_map(int E, int rank, int world, int32_t *map);
 
+/* What rank builds from the global desc and its weights: the layer it
+ * runs and, in EP_A2A with a shared expert, the one-expert layer (id 0,
+ * weight 1) that runs the shared expert on the rank's own tokens. Pure
+ * host arithmetic on an already validated desc; map (E entries) receives
+ * the expert map of the EP modes and layer.expert_map points to it. */
+typedef struct moe_dist_rank_plan {
+  moe_layer_desc layer;
+  moe_weights w;
+  int has_shared_layer;
+  moe_layer_desc shared;
+  moe_weights sw;
+} moe_dist_rank_plan;
+void moe_dist_rank_plan_make(const moe_layer_desc *desc, const moe_weights *w,
+                             moe_parallel_mode mode, int rank, int world, int T,
+                             int32_t *map, moe_dist_rank_plan *p);
+
 /* Internal forward with parts selectable (the benchmark times the
  * communication alone by leaving out the compute, and vice versa). */
 enum { MOE_DIST_PART_COMPUTE = 1u, MOE_DIST_PART_COMM = 2u };

@@ -55,6 +55,54 @@ moe_status moe_dist_expert_map(int E, int rank, int world, int32_t *map) {
   return MOE_OK;
 }
 
+/* ---- what a rank builds ---- */
+
+void moe_dist_rank_plan_make(const moe_layer_desc *desc, const moe_weights *w,
+                             moe_parallel_mode mode, int rank, int world, int T,
+                             int32_t *map, moe_dist_rank_plan *p) {
+  memset(p, 0, sizeof *p);
+  moe_layer_desc *d = &p->layer;
+  *d = *desc;
+  p->w = *w;
+  if (mode == MOE_PARALLEL_TP) {
+    d->intermediate = desc->intermediate / world;
+    d->shared_intermediate = desc->shared_intermediate / world;
+    /* Each expert's bias once: on rank 0. */
+    if (rank != 0) p->w.w2_bias = NULL;
+  } else {
+    moe_dist_expert_map(desc->num_experts, rank, world, map);
+    d->expert_map = map;
+    /* EP_REPLICATED: the shared expert once, on rank 0; EP_A2A: in its own
+     * layer, on the rank's own tokens. */
+    if (mode == MOE_PARALLEL_EP_A2A || rank != 0) d->shared_intermediate = 0;
+    /* EP_A2A: one chunk for world * T received rows, up to the default. */
+    if (mode == MOE_PARALLEL_EP_A2A && !desc->max_tokens) {
+      const long long rows = (long long)world * T;
+      d->max_tokens = rows < 4096 ? (int)rows : 4096;
+    }
+  }
+  if (d->shared_intermediate == 0) {
+    p->w.shared_w13 = NULL;
+    p->w.shared_w2 = NULL;
+  }
+  if (mode == MOE_PARALLEL_EP_A2A && desc->shared_intermediate > 0) {
+    moe_layer_desc *sd = &p->shared;
+    *sd = *desc;
+    sd->num_experts = 1;
+    sd->top_k = 1;
+    sd->intermediate = desc->shared_intermediate;
+    sd->shared_intermediate = 0;
+    sd->expert_map = NULL;
+    memset(&sd->routing, 0, sizeof sd->routing);
+    sd->routing.routed_scaling_factor = 1.0f;
+    sd->max_tokens = T < 4096 ? T : 4096;
+    p->sw.memory = w->memory;
+    p->sw.w13 = w->shared_w13;
+    p->sw.w2 = w->shared_w2;
+    p->has_shared_layer = 1;
+  }
+}
+
 /* ---- TP slicing ---- */
 
 /* Copies `rows` rows of `cols` elements: for each of `outer` matrices, the

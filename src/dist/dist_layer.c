@@ -99,56 +99,22 @@ void moe_dist_layer_destroy(moe_dist_layer *L) {
 }
 
 #ifdef MOE_HAVE_NCCL
-/* The rank's ordinary layers. */
+/* The rank's ordinary layers (moe_dist_rank_plan_make says which). */
 static moe_status build_layers(moe_dist_layer *L, const moe_layer_desc *desc,
                                const moe_weights *w, const moe_shape *s) {
   moe_context *ctx = L->ctx;
-  moe_layer_desc d = *desc;
-  moe_weights lw = *w;
-  moe_status st;
-  if (L->mode == MOE_PARALLEL_TP) {
-    d.intermediate = s->I / L->world;
-    d.shared_intermediate = s->Is / L->world;
-    /* Each expert's bias once: on rank 0. */
-    if (L->rank != 0) lw.w2_bias = NULL;
-  } else {
+  moe_dist_rank_plan p;
+  if (L->mode != MOE_PARALLEL_TP) {
     L->emap = malloc((size_t)s->E * sizeof *L->emap);
     if (!L->emap)
       return moe_fail(ctx, MOE_ERR_OUT_OF_MEMORY, "dist layer: no memory");
-    moe_dist_expert_map(s->E, L->rank, L->world, L->emap);
-    d.expert_map = L->emap;
-    /* EP_REPLICATED: the shared expert once, on rank 0; EP_A2A: in its own
-     * layer, on the rank's own tokens. */
-    if (L->mode == MOE_PARALLEL_EP_A2A || L->rank != 0)
-      d.shared_intermediate = 0;
-    if (L->mode == MOE_PARALLEL_EP_A2A && !desc->max_tokens) {
-      long long rows = (long long)L->world * L->T;
-      d.max_tokens = rows < 4096 ? (int)rows : 4096;
-    }
   }
-  if (d.shared_intermediate == 0) {
-    lw.shared_w13 = NULL;
-    lw.shared_w2 = NULL;
-  }
-  st = moe_layer_create(ctx, &d, &lw, &L->layer);
+  moe_dist_rank_plan_make(desc, w, L->mode, L->rank, L->world, L->T, L->emap,
+                          &p);
+  moe_status st = moe_layer_create(ctx, &p.layer, &p.w, &L->layer);
   if (st != MOE_OK) return sub_fail(ctx, st, L->rank, "layer");
-  if (L->mode == MOE_PARALLEL_EP_A2A && s->Is > 0) {
-    /* The shared expert as a one-expert layer run with id 0, weight 1. */
-    moe_layer_desc sd = *desc;
-    sd.num_experts = 1;
-    sd.top_k = 1;
-    sd.intermediate = s->Is;
-    sd.shared_intermediate = 0;
-    sd.expert_map = NULL;
-    memset(&sd.routing, 0, sizeof sd.routing);
-    sd.routing.routed_scaling_factor = 1.0f;
-    sd.max_tokens = L->T < 4096 ? L->T : 4096;
-    moe_weights sw;
-    memset(&sw, 0, sizeof sw);
-    sw.memory = MOE_MEMORY_CUDA;
-    sw.w13 = w->shared_w13;
-    sw.w2 = w->shared_w2;
-    st = moe_layer_create(ctx, &sd, &sw, &L->shared_layer);
+  if (p.has_shared_layer) {
+    st = moe_layer_create(ctx, &p.shared, &p.sw, &L->shared_layer);
     if (st != MOE_OK) return sub_fail(ctx, st, L->rank, "shared layer");
   }
   return MOE_OK;

@@ -81,9 +81,10 @@ moe_status moe_dist_nccl_alloc(moe_dist_layer *L, char *msg, size_t n) {
     free(ones);
     CCK(e, "cudaMemcpy");
   }
-  /* The copies above ran on the legacy stream; make them complete before
-   * any caller stream uses the buffers (creation time only). */
-  CCK(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  /* The fills above ran on the legacy default stream: complete them before
+   * any stream of the caller's uses the buffers (at creation only, as the
+   * other layers' uploads do). */
+  CCK(cudaStreamSynchronize(0), "cudaStreamSynchronize");
   return MOE_OK;
 }
 

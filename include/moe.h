@@ -336,6 +336,9 @@ moe_status moe_dist_tp_slice(const moe_layer_desc *desc, moe_dist_tensor which,
  * MOE_ERR_UNSUPPORTED (no NCCL in this build, or no backend for the rank's
  * layer), MOE_ERR_OUT_OF_MEMORY, MOE_ERR_DEVICE (a CUDA or NCCL call).
  * Creation communicates nothing: ranks may create their layers at any time.
+ * The layer borrows the communicator and the weights: keep them alive until
+ * moe_dist_layer_destroy. Errors of the rank's own layers (planning,
+ * self-check) come back with their status, the message naming the rank.
  */
 moe_status moe_dist_layer_create(moe_context *ctx, const moe_layer_desc *desc,
                                  const moe_weights *weights_for_this_rank,
@@ -354,8 +357,9 @@ void moe_dist_layer_destroy(moe_dist_layer *layer);
  * ranks (it sizes the transfers; 0 means max_tokens_per_rank); ignored by
  * the other modes. Stream-ordered, no allocation, no host synchronisation,
  * capturable in a CUDA graph. Fails with MOE_ERR_INVALID_ARGUMENT (NULLs,
- * M < 0, M or tokens_bound past the bounds; out untouched) or
- * MOE_ERR_DEVICE (a launch or NCCL call failed).
+ * x or out not 16-byte aligned, M < 0, M or tokens_bound past the bounds;
+ * out untouched) or MOE_ERR_DEVICE (a launch or NCCL call failed; as with
+ * any collective, the other ranks may then wait on this one).
  */
 moe_status moe_dist_forward(moe_dist_layer *layer, const void *x,
                             const float *logits, int num_tokens,

@@ -34,21 +34,25 @@ typedef struct gcase {
   int n_group, topk_group, renorm;
   float scale;
   int cbias, ebias;
+  moe_dtype dt;
 } gcase;
 
 /* The presets of DESIGN.md section 6, small: same routing, activation,
  * shared expert and biases, smaller E, H, I. */
 static const gcase g_cases[] = {
     {"nemotron3-nano", 16, 6, 256, 128, 256, MOE_ACT_RELU2, 0,
-     MOE_SCORING_SIGMOID, 1, 1, 1, 2.5f, 1, 0},
+     MOE_SCORING_SIGMOID, 1, 1, 1, 2.5f, 1, 0, BF},
     {"qwen3-30b-a3b", 16, 8, 256, 128, 0, MOE_ACT_SILU, 1, MOE_SCORING_SOFTMAX,
-     0, 0, 1, 1.0f, 0, 0},
+     0, 0, 1, 1.0f, 0, 0, BF},
     {"mixtral-8x7b", 8, 2, 256, 256, 0, MOE_ACT_SILU, 1, MOE_SCORING_SOFTMAX, 0,
-     0, 1, 1.0f, 0, 0},
+     0, 1, 1.0f, 0, 0, BF},
     {"deepseek-v3", 32, 8, 256, 128, 128, MOE_ACT_SILU, 1, MOE_SCORING_SIGMOID,
-     8, 4, 1, 2.5f, 1, 0},
+     8, 4, 1, 2.5f, 1, 0, BF},
     {"gpt-oss-120b", 16, 4, 256, 128, 0, MOE_ACT_SWIGLU_OAI, 1,
-     MOE_SCORING_SOFTMAX, 0, 0, 1, 1.0f, 0, 1},
+     MOE_SCORING_SOFTMAX, 0, 0, 1, 1.0f, 0, 1, BF},
+    /* f16, H not a multiple of 8 (the element-wise pack path), E odd. */
+    {"f16 odd shape", 15, 3, 196, 96, 64, MOE_ACT_GELU, 1, MOE_SCORING_SOFTMAX,
+     0, 0, 1, 1.0f, 0, 0, MOE_DTYPE_F16},
 };
 
 #define MT 37 /* tokens in all */
@@ -61,9 +65,10 @@ typedef struct host_full {
   uint16_t *ref; /* single-GPU output [MT][H] */
 } host_full;
 
-static void fill_bf16(tu_rng *r, uint16_t *p, size_t n, float a) {
+/* bf16 or f16 values of U(-a, a). */
+static void fill_bf16(tu_rng *r, uint16_t *p, size_t n, float a, moe_dtype dt) {
   for (size_t i = 0; i < n; i++)
-    p[i] = moe_f32_to_bf16(tu_uniform(r, -a, a));
+    moe_store_elem(p, i, dt, tu_uniform(r, -a, a));
 }
 
 static void desc_of(const gcase *c, moe_layer_desc *d) {
@@ -75,7 +80,7 @@ static void desc_of(const gcase *c, moe_layer_desc *d) {
   d->shared_intermediate = c->Is;
   d->activation = c->act;
   d->gated = c->gated;
-  d->dtype = BF;
+  d->dtype = c->dt;
   d->routing.scoring = c->scoring;
   d->routing.n_group = c->n_group;
   d->routing.topk_group = c->topk_group;
@@ -95,21 +100,23 @@ static void make_full(const gcase *c, host_full *h) {
   h->x = malloc(MT * H * 2);
   h->w13 = malloc(E * h->N1 * H * 2);
   h->w2 = malloc(E * H * c->I * 2);
-  fill_bf16(&r, h->x, MT * H, 1.0f);
-  fill_bf16(&r, h->w13, E * h->N1 * H, 2.0f / sqrtf((float)H));
-  fill_bf16(&r, h->w2, E * H * c->I, 2.0f / sqrtf((float)c->I));
+  fill_bf16(&r, h->x, MT * H, 1.0f, c->dt);
+  fill_bf16(&r, h->w13, E * h->N1 * H, 2.0f / sqrtf((float)H), c->dt);
+  fill_bf16(&r, h->w2, E * H * c->I, 2.0f / sqrtf((float)c->I), c->dt);
   if (c->Is) {
     h->sw13 = malloc((size_t)h->N1s * H * 2);
     h->sw2 = malloc(H * c->Is * 2);
-    fill_bf16(&r, h->sw13, (size_t)h->N1s * H, 2.0f / sqrtf((float)H));
-    fill_bf16(&r, h->sw2, H * c->Is, 2.0f / sqrtf((float)c->Is));
+    fill_bf16(&r, h->sw13, (size_t)h->N1s * H, 2.0f / sqrtf((float)H), c->dt);
+    fill_bf16(&r, h->sw2, H * c->Is, 2.0f / sqrtf((float)c->Is), c->dt);
   }
   h->logits = malloc(MT * E * 4);
+  int first1 = 0, n1 = 0;
+  assert_int_equal(moe_dist_expert_range(c->E, 1, WORLD, &first1, &n1), MOE_OK);
   for (size_t t = 0; t < MT; t++)
     for (size_t e = 0; e < E; e++) {
       float v = tu_uniform(&r, -3, 3);
-      /* Every third token: only rank 1's experts (the upper half). */
-      if (t % 3 == 0) v += e >= E / 2 ? 20.0f : -20.0f;
+      /* Every third token: only rank 1's experts. */
+      if (t % 3 == 0) v += (int)e >= first1 ? 20.0f : -20.0f;
       if (e == 0) v = -30.0f; /* expert 0 gets no token */
       h->logits[t * E + e] = v;
     }
@@ -299,9 +306,27 @@ static void *rank_main(void *arg) {
     JOB_FAIL("inputs");
   moe_layer_desc d;
   desc_of(c, &d);
+  /* The communicator's own rank must be the one given. */
+  moe_dist_layer *bad = NULL;
+  if (moe_dist_layer_create(ctx, &d, &w, j->comm, (j->rank + 1) % WORLD, WORLD,
+                            j->mode, j->T, &bad) != MOE_ERR_INVALID_ARGUMENT ||
+      bad != NULL)
+    JOB_FAIL("a communicator of another rank was accepted");
   j->st = moe_dist_layer_create(ctx, &d, &w, j->comm, j->rank, WORLD, j->mode,
                                 j->T, &L);
   if (j->st != MOE_OK) JOB_FAIL("create: %s", moe_last_error(ctx));
+  /* Bad calls fail before any collective, on every rank alike. */
+  if (moe_dist_forward(L, dx, dlog, -1, j->bound, dout, s) !=
+          MOE_ERR_INVALID_ARGUMENT ||
+      moe_dist_forward(L, NULL, dlog, j->m, j->bound, dout, s) !=
+          MOE_ERR_INVALID_ARGUMENT ||
+      moe_dist_forward(L, dx, dlog, j->m, j->T + 1, dout, s) !=
+          MOE_ERR_INVALID_ARGUMENT)
+    JOB_FAIL("a bad forward was accepted");
+  if (j->mode == MOE_PARALLEL_EP_A2A &&
+      moe_dist_forward(L, dx, dlog, j->T + 1, 0, dout, s) !=
+          MOE_ERR_INVALID_ARGUMENT)
+    JOB_FAIL("ep-a2a accepted more tokens than its capacity");
   j->st = moe_dist_forward(L, dx, dlog, j->m, j->bound, dout, s);
   if (j->st != MOE_OK) JOB_FAIL("forward: %s", moe_last_error(ctx));
   j->out = malloc((m ? m : 1) * H * 2);
@@ -381,8 +406,8 @@ static void run_mode(const host_full *h, moe_parallel_mode mode, const int *m0,
     const size_t n = (size_t)j[r].m * H;
     float *a = malloc((n ? n : 1) * 4), *b = malloc((n ? n : 1) * 4);
     for (size_t i = 0; i < n; i++) {
-      a[i] = moe_bf16_to_f32(j[r].out[i]);
-      b[i] = moe_bf16_to_f32(h->ref[(size_t)j[r].m0 * H + i]);
+      a[i] = moe_load_elem(j[r].out, i, h->c->dt);
+      b[i] = moe_load_elem(h->ref, (size_t)j[r].m0 * H + i, h->c->dt);
     }
     double err = n ? tu_rel_error(a, b, n) : 0;
     printf("  %-15s %-7s %-18s rank %d tokens %2d rel err %.2e%s\n", h->c->name,

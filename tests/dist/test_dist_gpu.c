@@ -319,13 +319,13 @@ static void *rank_main(void *arg) {
   if (moe_dist_forward(L, dx, dlog, -1, j->bound, dout, s) !=
           MOE_ERR_INVALID_ARGUMENT ||
       moe_dist_forward(L, NULL, dlog, j->m, j->bound, dout, s) !=
-          MOE_ERR_INVALID_ARGUMENT ||
-      moe_dist_forward(L, dx, dlog, j->m, j->T + 1, dout, s) !=
           MOE_ERR_INVALID_ARGUMENT)
     JOB_FAIL("a bad forward was accepted");
   if (j->mode == MOE_PARALLEL_EP_A2A &&
-      moe_dist_forward(L, dx, dlog, j->T + 1, 0, dout, s) !=
-          MOE_ERR_INVALID_ARGUMENT)
+      (moe_dist_forward(L, dx, dlog, j->T + 1, 0, dout, s) !=
+           MOE_ERR_INVALID_ARGUMENT ||
+       moe_dist_forward(L, dx, dlog, j->m, j->T + 1, dout, s) !=
+           MOE_ERR_INVALID_ARGUMENT))
     JOB_FAIL("ep-a2a accepted more tokens than its capacity");
   j->st = moe_dist_forward(L, dx, dlog, j->m, j->bound, dout, s);
   if (j->st != MOE_OK) JOB_FAIL("forward: %s", moe_last_error(ctx));

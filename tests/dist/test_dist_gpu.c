@@ -211,6 +211,7 @@ typedef struct rank_job {
 #define JOB_FAIL(...)                                                          \
   do {                                                                         \
     snprintf(j->err, sizeof j->err, __VA_ARGS__);                              \
+    if (j->st == MOE_OK) j->st = MOE_ERR_INTERNAL;                             \
     goto done;                                                                 \
   } while (0)
 

@@ -33,12 +33,14 @@ if [ -z "$CUOBJ" ] || [ -z "$DISASM" ]; then
   exit 2
 fi
 export PATH="$(dirname "$DISASM"):$PATH"
+mkdir -p "$BUILD"
+LOG="$BUILD/check_hgmma.log"
 
 cmake -S . -B "$BUILD" -DMOE_SM90_BACKEND=ON -DMOE_CUDA=ON \
-  -DMOE_CUDA_ARCHS=90a -DMOE_BUILD_TESTS=OFF >"$BUILD.log" 2>&1 || {
-  tail -20 "$BUILD.log"; exit 2; }
-cmake --build "$BUILD" --target moe_obj -j"$(nproc)" >>"$BUILD.log" 2>&1 || {
-  tail -20 "$BUILD.log"; exit 2; }
+  -DMOE_CUDA_ARCHS=90a -DMOE_BUILD_TESTS=OFF >"$LOG" 2>&1 || {
+  tail -20 "$LOG"; exit 2; }
+cmake --build "$BUILD" --target moe_obj -j"$(nproc)" >>"$LOG" 2>&1 || {
+  tail -20 "$LOG"; exit 2; }
 OBJ=$(find "$BUILD" -name 'gemm_sm90.cu.o' | head -1)
 [ -n "$OBJ" ] || { echo "check_hgmma: gemm_sm90.cu.o not built" >&2; exit 2; }
 

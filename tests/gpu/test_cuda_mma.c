@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "cuda/cuda_backends.h"
+#include "gpu_case.h"
 #include "moe.h"
 #include "testutil.h"
 
@@ -43,137 +44,10 @@ static int have_gpu(void) {
     if (!have_gpu()) skip();                                                   \
   } while (0)
 
-typedef struct tcase {
-  const char *name;
-  int E, k, H, I, Is;
-  moe_activation act;
-  int gated;
-  moe_scoring scoring;
-  int n_group, topk_group, renorm;
-  float scale;
-  int cbias, ebias;
-  moe_dtype dt;
-  int M, max_tokens;
-  int skew; /* 0 random, 1 all tokens on expert 0, 2 last expert empty */
-  int emap; /* odd experts remote, ids given by the caller */
-} tcase;
-
-typedef struct host_layer {
-  void *x, *w13, *w2, *sw13, *sw2;
-  float *logits, *b13, *b2, *cb;
-  int32_t map[4096];
-  int El, N1, N1s;
-  size_t nx, nw13, nw2, nsw13, nsw2;
-} host_layer;
-
-static void fill(tu_rng *r, void *p, size_t n, moe_dtype dt, float a) {
-  for (size_t i = 0; i < n; i++)
-    moe_store_elem(p, i, dt, tu_uniform(r, -a, a));
-}
-
-static void make_host(const tcase *c, host_layer *h, tu_rng *r) {
-  memset(h, 0, sizeof *h);
-  size_t es = moe_dtype_size(c->dt);
-  h->El = c->E;
-  if (c->emap) {
-    h->El = 0;
-    for (int e = 0; e < c->E; e++)
-      h->map[e] = (e % 2 == 0) ? h->El++ : -1;
-  }
-  h->N1 = c->gated ? 2 * c->I : c->I;
-  h->N1s = c->gated ? 2 * c->Is : c->Is;
-  int Mx = c->M > 0 ? c->M : 1;
-  h->nx = (size_t)Mx * c->H;
-  h->nw13 = (size_t)h->El * h->N1 * c->H;
-  h->nw2 = (size_t)h->El * c->H * c->I;
-  h->nsw13 = (size_t)h->N1s * c->H;
-  h->nsw2 = (size_t)c->H * c->Is;
-  h->x = malloc(h->nx * es);
-  h->w13 = malloc(h->nw13 * es);
-  h->w2 = malloc(h->nw2 * es);
-  fill(r, h->x, h->nx, c->dt, 1.0f);
-  fill(r, h->w13, h->nw13, c->dt, 2.0f / sqrtf((float)c->H));
-  fill(r, h->w2, h->nw2, c->dt, 2.0f / sqrtf((float)c->I));
-  if (c->Is) {
-    h->sw13 = malloc(h->nsw13 * es);
-    h->sw2 = malloc(h->nsw2 * es);
-    fill(r, h->sw13, h->nsw13, c->dt, 2.0f / sqrtf((float)c->H));
-    fill(r, h->sw2, h->nsw2, c->dt, 2.0f / sqrtf((float)c->Is));
-  }
-  h->logits = malloc((size_t)Mx * c->E * sizeof(float));
-  for (size_t i = 0; i < (size_t)Mx * c->E; i++)
-    h->logits[i] = tu_uniform(r, -3, 3);
-  for (int t = 0; t < Mx; t++) {
-    if (c->skew == 1) h->logits[(size_t)t * c->E] = 20.0f;
-    if (c->skew == 2) h->logits[(size_t)t * c->E + c->E - 1] = -30.0f;
-  }
-  if (c->ebias) {
-    h->b13 = malloc((size_t)h->El * h->N1 * sizeof(float));
-    h->b2 = malloc((size_t)h->El * c->H * sizeof(float));
-    for (size_t i = 0; i < (size_t)h->El * h->N1; i++)
-      h->b13[i] = tu_uniform(r, -0.3f, 0.3f);
-    for (size_t i = 0; i < (size_t)h->El * c->H; i++)
-      h->b2[i] = tu_uniform(r, -0.3f, 0.3f);
-  }
-  if (c->cbias) {
-    h->cb = malloc((size_t)c->E * sizeof(float));
-    for (int i = 0; i < c->E; i++)
-      h->cb[i] = tu_uniform(r, -0.5f, 0.5f);
-  }
-}
-
-static void free_host(host_layer *h) {
-  free(h->x);
-  free(h->w13);
-  free(h->w2);
-  free(h->sw13);
-  free(h->sw2);
-  free(h->logits);
-  free(h->b13);
-  free(h->b2);
-  free(h->cb);
-}
-
-static void *dev_copy(const void *h, size_t bytes) {
-  if (!h) return NULL;
-  void *d = NULL;
-  assert_int_equal(moe_memops_cuda.alloc(&d, bytes), MOE_OK);
-  assert_int_equal(moe_memops_cuda.upload(d, h, bytes), MOE_OK);
-  return d;
-}
-
-static void desc_of(const tcase *c, const host_layer *h, moe_layer_desc *d,
-                    const char *backend) {
-  moe_layer_desc_init(d);
-  d->num_experts = c->E;
-  d->top_k = c->k;
-  d->hidden = c->H;
-  d->intermediate = c->I;
-  d->activation = c->act;
-  d->gated = c->gated;
-  d->dtype = c->dt;
-  d->routing.scoring = c->scoring;
-  d->routing.n_group = c->n_group;
-  d->routing.topk_group = c->topk_group;
-  d->routing.renormalize = c->renorm;
-  d->routing.routed_scaling_factor = c->scale;
-  d->shared_intermediate = c->Is;
-  d->expert_map = c->emap ? h->map : NULL;
-  d->max_tokens = c->max_tokens;
-  d->backend = backend;
-  d->allow_fallback = 0;
-  d->self_check = 0;
-}
-
-static void to_f32(const void *p, size_t n, moe_dtype dt, float *o) {
-  for (size_t i = 0; i < n; i++)
-    o[i] = moe_load_elem(p, i, dt);
-}
-
 static void run_case(const tcase *c) {
   tu_rng r = tu_rng_make((uint64_t)(uintptr_t)c->name ^ (uint64_t)c->M);
   host_layer h;
-  make_host(c, &h, &r);
+  gpu_make_host(c, &h, &r);
   size_t es = moe_dtype_size(c->dt);
   moe_context *ctx = NULL;
   moe_context_options o;
@@ -184,7 +58,7 @@ static void run_case(const tcase *c) {
 
   /* Reference on the CPU. */
   moe_layer_desc d;
-  desc_of(c, &h, &d, "cpu-ref");
+  gpu_desc_of(c, &h, &d, "cpu-ref");
   moe_weights hw = {MOE_MEMORY_HOST, h.w13, h.w2, h.b13, h.b2, h.cb,
                     h.sw13,          h.sw2};
   moe_layer *ref = NULL;
@@ -205,20 +79,21 @@ static void run_case(const tcase *c) {
   }
 
   /* The same on the GPU. */
-  void *dx = dev_copy(h.x, h.nx * es), *dw13 = dev_copy(h.w13, h.nw13 * es);
-  void *dw2 = dev_copy(h.w2, h.nw2 * es);
-  void *dsw13 = dev_copy(h.sw13, h.nsw13 * es);
-  void *dsw2 = dev_copy(h.sw2, h.nsw2 * es);
-  float *dlog = dev_copy(h.logits, Mx * c->E * sizeof(float));
-  float *db13 = h.b13 ? dev_copy(h.b13, (size_t)h.El * h.N1 * 4) : NULL;
-  float *db2 = h.b2 ? dev_copy(h.b2, (size_t)h.El * c->H * 4) : NULL;
-  float *dcb = h.cb ? dev_copy(h.cb, (size_t)c->E * 4) : NULL;
-  int32_t *dids = dev_copy(ids, Mx * c->k * 4);
-  float *dwts = dev_copy(wts, Mx * c->k * 4);
+  void *dx = gpu_dev_copy(h.x, h.nx * es),
+       *dw13 = gpu_dev_copy(h.w13, h.nw13 * es);
+  void *dw2 = gpu_dev_copy(h.w2, h.nw2 * es);
+  void *dsw13 = gpu_dev_copy(h.sw13, h.nsw13 * es);
+  void *dsw2 = gpu_dev_copy(h.sw2, h.nsw2 * es);
+  float *dlog = gpu_dev_copy(h.logits, Mx * c->E * sizeof(float));
+  float *db13 = h.b13 ? gpu_dev_copy(h.b13, (size_t)h.El * h.N1 * 4) : NULL;
+  float *db2 = h.b2 ? gpu_dev_copy(h.b2, (size_t)h.El * c->H * 4) : NULL;
+  float *dcb = h.cb ? gpu_dev_copy(h.cb, (size_t)c->E * 4) : NULL;
+  int32_t *dids = gpu_dev_copy(ids, Mx * c->k * 4);
+  float *dwts = gpu_dev_copy(wts, Mx * c->k * 4);
   void *dout = NULL, *dout2 = NULL;
   assert_int_equal(moe_memops_cuda.alloc(&dout, nout * es), MOE_OK);
   assert_int_equal(moe_memops_cuda.alloc(&dout2, nout * es), MOE_OK);
-  desc_of(c, &h, &d, "cuda-mma");
+  gpu_desc_of(c, &h, &d, "cuda-mma");
   moe_weights dw = {MOE_MEMORY_CUDA, dw13, dw2, db13, db2, dcb, dsw13, dsw2};
   moe_layer *gl = NULL;
   st = moe_layer_create(ctx, &d, &dw, &gl);
@@ -240,8 +115,8 @@ static void run_case(const tcase *c) {
   if (c->M == 0) {
     assert_true(tu_all_poison(got, nout * es));
   } else {
-    to_f32(ref_out, nout, c->dt, fr);
-    to_f32(got, nout, c->dt, fg);
+    gpu_to_f32(ref_out, nout, c->dt, fr);
+    gpu_to_f32(got, nout, c->dt, fg);
     double err = tu_rel_error(fg, fr, nout);
     printf("  %-28s M=%-6d rel err %.2e\n", c->name, c->M, err);
     assert_true(err < 1e-2);
@@ -290,7 +165,7 @@ static void run_case(const tcase *c) {
   free(got2);
   free(fr);
   free(fg);
-  free_host(&h);
+  gpu_free_host(&h);
 }
 
 #define BF MOE_DTYPE_BF16
@@ -519,7 +394,7 @@ static void test_graph(void **state) {
   host_layer h;
   tcase cc = *c;
   cc.M = 5;
-  make_host(&cc, &h, &r);
+  gpu_make_host(&cc, &h, &r);
   size_t es = 2, nout = (size_t)cc.M * cc.H;
   moe_context *ctx = NULL;
   moe_context_options o;
@@ -527,17 +402,18 @@ static void test_graph(void **state) {
   o.device_override = "";
   o.num_threads = 1;
   assert_int_equal(moe_context_create(&o, &ctx), MOE_OK);
-  void *dx = dev_copy(h.x, h.nx * es), *dw13 = dev_copy(h.w13, h.nw13 * es);
-  void *dw2 = dev_copy(h.w2, h.nw2 * es),
-       *dsw13 = dev_copy(h.sw13, h.nsw13 * es);
-  void *dsw2 = dev_copy(h.sw2, h.nsw2 * es);
-  float *dlog = dev_copy(h.logits, (size_t)cc.M * cc.E * 4);
-  float *dcb = dev_copy(h.cb, (size_t)cc.E * 4);
+  void *dx = gpu_dev_copy(h.x, h.nx * es),
+       *dw13 = gpu_dev_copy(h.w13, h.nw13 * es);
+  void *dw2 = gpu_dev_copy(h.w2, h.nw2 * es),
+       *dsw13 = gpu_dev_copy(h.sw13, h.nsw13 * es);
+  void *dsw2 = gpu_dev_copy(h.sw2, h.nsw2 * es);
+  float *dlog = gpu_dev_copy(h.logits, (size_t)cc.M * cc.E * 4);
+  float *dcb = gpu_dev_copy(h.cb, (size_t)cc.E * 4);
   void *d1 = NULL, *d2 = NULL;
   assert_int_equal(moe_memops_cuda.alloc(&d1, nout * es), MOE_OK);
   assert_int_equal(moe_memops_cuda.alloc(&d2, nout * es), MOE_OK);
   moe_layer_desc d;
-  desc_of(&cc, &h, &d, "cuda-mma");
+  gpu_desc_of(&cc, &h, &d, "cuda-mma");
   d.self_check = 1;
   moe_weights dw = {MOE_MEMORY_CUDA, dw13, dw2, NULL, NULL, dcb, dsw13, dsw2};
   moe_layer *gl = NULL;
@@ -573,7 +449,7 @@ static void test_graph(void **state) {
     moe_memops_cuda.release(dp[i]);
   free(a);
   free(b);
-  free_host(&h);
+  gpu_free_host(&h);
 }
 
 /* The build's promises: for every arch this build names in

@@ -2,6 +2,7 @@
 # a visible "SKIP: no CUDA device" line where there is no GPU (CI).
 if(MOE_HAVE_CUDA)
   moe_add_test(test_cuda_mma ${CMAKE_CURRENT_LIST_DIR}/test_cuda_mma.c
+               ${CMAKE_CURRENT_LIST_DIR}/gpu_case.c
                LABELS gpu nosan)
   set_tests_properties(test_cuda_mma PROPERTIES SKIP_RETURN_CODE 77)
 endif()
@@ -9,6 +10,7 @@ endif()
 # sm_90 GPU or without "90a" in MOE_CUDA_ARCHS.
 if(MOE_HAVE_CUDA_SM90)
   moe_add_test(test_cuda_sm90 ${CMAKE_CURRENT_LIST_DIR}/test_cuda_sm90.c
+               ${CMAKE_CURRENT_LIST_DIR}/gpu_case.c
                LABELS gpu nosan)
   target_compile_definitions(test_cuda_sm90 PRIVATE MOE_HAVE_CUDA_SM90=1)
   set_tests_properties(test_cuda_sm90 PROPERTIES SKIP_RETURN_CODE 77)

@@ -16,6 +16,10 @@
  *  - Tensors are raw pointers with contiguous rows. Expert weights are stacked
  *    row-major: W13[E_local][N1][H] and W2[E_local][H][I], N1 = 2*I for gated
  *    activations and I otherwise (the layout inference engines use).
+ *  - Threads: a context and the layers made on it are used by one thread at
+ *    a time (the context holds the last error message and the self-check
+ *    memory; a layer owns one workspace and one CPU thread pool). Use one
+ *    context per thread to run layers concurrently.
  *  - A layer lives in one memory space (moe_memory): its weights, hidden
  *    states, logits, ids, routing weights and outputs are all host pointers
  *    (CPU backends) or all CUDA device pointers (CUDA backends).

@@ -26,16 +26,18 @@ typedef struct bench_opts {
   moe_memory memory;
   int memory_set;
   const char *commit;
+  double bandwidth; /* GB/s given by the caller; 0: measure */
 } bench_opts;
 
 static int usage(void) {
-  fprintf(
-      stderr,
-      "usage: moe bench [--preset NAME | --layer E,k,H,I,act] "
-      "[--tokens 1,16,256]\n"
-      "                 [--backend a,b] [--dtype bf16|f16|f32] "
-      "[--threads N]\n"
-      "                 [--seconds S] [--memory host|cuda] [--json FILE]\n");
+  fprintf(stderr,
+          "usage: moe bench [--preset NAME | --layer E,k,H,I,act] "
+          "[--tokens 1,16,256]\n"
+          "                 [--backend a,b] [--dtype bf16|f16|f32] "
+          "[--threads N]\n"
+          "                 [--seconds S] [--memory host|cuda] [--json FILE]\n"
+          "                 [--bandwidth GB/s (the ceiling; default: "
+          "measured)]\n");
   return 2;
 }
 
@@ -79,6 +81,9 @@ static int parse(int argc, char **argv, bench_opts *o) {
       i++;
     } else if (!strcmp(a, "--seconds") && v) {
       o->min_seconds = atof(v);
+      i++;
+    } else if (!strcmp(a, "--bandwidth") && v) {
+      o->bandwidth = atof(v);
       i++;
     } else if (!strcmp(a, "--commit") && v) {
       o->commit = v;
@@ -125,7 +130,9 @@ int moe_cmd_bench(int argc, char **argv) {
   d.dtype = o.dtype;
   double bw = 0;
   int threads = co.num_threads ? co.num_threads : cli_host_threads();
-  if (o.memory == MOE_MEMORY_HOST) {
+  if (o.bandwidth > 0) {
+    bw = o.bandwidth;
+  } else if (o.memory == MOE_MEMORY_HOST) {
     fprintf(stderr, "measuring this machine's read bandwidth...\n");
     bw = cli_host_read_bandwidth(threads);
   } else {

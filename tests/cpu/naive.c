@@ -79,8 +79,11 @@ double naive_route(const fx *f, const float *logits, int M, int32_t *ids,
           kk[e].ok = 0;
     }
     qsort(kk, E, sizeof(keyed), cmp_keyed);
-    if (k < E && kk[k - 1].ok && kk[k].ok)
-      note_margin(kk[k - 1].key, kk[k].key, &margin);
+    /* Ids are compared slot by slot, so the order among the chosen matters
+     * as much as the cut after the k-th: every adjacent pair up to k+1. */
+    for (int j = 0; j + 1 < E && j < k; j++)
+      if (kk[j].ok && kk[j + 1].ok)
+        note_margin(kk[j].key, kk[j + 1].key, &margin);
     /* Weights are the scores s of the chosen (0 for fillers). */
     double sum = 0;
     for (int j = 0; j < k; j++)

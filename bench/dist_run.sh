@@ -23,6 +23,19 @@ fi
 LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
 export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
 export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+# NCCL: the system's, else the one PyTorch ships (its library has no
+# unversioned link, so one is made beside it).
+if [ -z "${NCCL_HOME:-}" ] && ! ldconfig -p | grep -q "libnccl.so "; then
+  d=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null ||
+    python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null)
+  if [ -n "$d" ] && [ -f "$d/include/nccl.h" ]; then
+    mkdir -p /tmp/nccl/lib
+    ln -sf "$d/include" /tmp/nccl/include
+    ln -sf "$(ls "$d"/lib/libnccl.so* | head -1)" /tmp/nccl/lib/libnccl.so
+    export NCCL_HOME=/tmp/nccl LD_LIBRARY_PATH=$d/lib:$LD_LIBRARY_PATH
+  fi
+fi
+echo "NCCL_HOME=${NCCL_HOME:-system}"
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/gpus.txt"
 nvidia-smi topo -m >"$OUT/topo.txt" 2>&1 || true
 

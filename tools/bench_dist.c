@@ -115,7 +115,9 @@ static int dev_random(void **p, size_t n, moe_dtype dt, float a,
   return ok;
 }
 
-/* Weights for a layer of (E_local experts, I, Is) in desc's dtype. */
+/* Weights for a layer of (E_local experts, I, Is) in desc's dtype. The
+ * router's correction bias comes from one seed on every rank: routing must
+ * agree across ranks, and with the single-GPU layer. */
 typedef struct dev_weights {
   void *p[5];
   moe_weights w;
@@ -136,7 +138,7 @@ static int weights_make(dev_weights *dw, const moe_layer_desc *d, int El, int I,
          dev_random(&dw->p[3], H * Is, d->dtype, 1.0f / sqrtf((float)Is),
                     seed + 3);
   if (ok && d->routing.scoring == MOE_SCORING_SIGMOID)
-    ok = dev_random(&dw->p[4], d->num_experts, MOE_DTYPE_F32, 0.1f, seed + 4);
+    ok = dev_random(&dw->p[4], d->num_experts, MOE_DTYPE_F32, 0.1f, 15);
   dw->w.memory = MOE_MEMORY_CUDA;
   dw->w.w13 = dw->p[0];
   dw->w.w2 = dw->p[1];
@@ -164,9 +166,17 @@ static int batch_make(dev_batch *b, const moe_layer_desc *d, int M,
   int ok = dev_random(&b->x, m * d->hidden, d->dtype, 1.0f, seed) &&
            cudaMalloc(&b->out, m * d->hidden * moe_dtype_size(d->dtype)) ==
                cudaSuccess;
-  for (int i = 0; ok && i < NB; i++)
-    ok = dev_random((void **)&b->logits[i], m * d->num_experts, MOE_DTYPE_F32,
-                    3.0f, seed + 7 + (uint64_t)i);
+  const size_t nl = m * d->num_experts;
+  float *h = ok ? malloc(nl * sizeof(float)) : NULL;
+  ok = ok && h;
+  for (int i = 0; ok && i < NB; i++) {
+    cli_fill_logits(h, nl, seed + 7 + (uint64_t)i);
+    ok = cudaMalloc((void **)&b->logits[i], nl * sizeof(float)) ==
+             cudaSuccess &&
+         cudaMemcpy(b->logits[i], h, nl * sizeof(float),
+                    cudaMemcpyHostToDevice) == cudaSuccess;
+  }
+  free(h);
   return ok;
 }
 
@@ -319,7 +329,10 @@ static void *rank_main(void *arg) {
     const int m = a2a ? rank_tokens(M, r->rank, r->world) : M;
     const int bound = a2a ? rank_tokens(M, 0, r->world) : 0;
     dev_batch b;
-    if (!batch_make(&b, &d, m, 100 + (uint64_t)M * 8 + (uint64_t)r->rank)) {
+    /* Replicated modes: the same tokens on every rank; EP_A2A: each rank
+     * its own. */
+    const uint64_t seed = 100 + (uint64_t)M * 8 + (a2a ? (uint64_t)r->rank : 0);
+    if (!batch_make(&b, &d, m, seed)) {
       snprintf(r->err, sizeof r->err, "rank %d: no memory for M=%d", r->rank,
                M);
       batch_free(&b);

@@ -35,6 +35,18 @@ void cli_fill_random(void *p, size_t count, moe_dtype dt, float lo, float hi,
   }
 }
 
+void cli_fill_logits(float *p, size_t count, uint64_t seed) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < count; i += 2) {
+    /* Box-Muller: two standard normals from two uniforms in (0, 1]. */
+    double u1 = ((double)(rng_next(&s) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(rng_next(&s) >> 11) * (1.0 / 9007199254740992.0);
+    double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+    p[i] = (float)(r * cos(a));
+    if (i + 1 < count) p[i + 1] = (float)(r * sin(a));
+  }
+}
+
 size_t cli_expert_bytes(const moe_layer_desc *d) {
   size_t n1 = (size_t)(d->gated ? 2 : 1) * d->intermediate;
   return (n1 + (size_t)d->intermediate) * d->hidden * moe_dtype_size(d->dtype);
@@ -130,8 +142,7 @@ int cli_batch_make(cli_batch *b, const cli_problem *p, int M, uint64_t seed,
     return 0;
   }
   cli_fill_random(b->hx, (size_t)M * d->hidden, d->dtype, -1, 1, seed);
-  cli_fill_random(b->hlogits, (size_t)M * d->num_experts, MOE_DTYPE_F32, -4, 4,
-                  seed + 1);
+  cli_fill_logits(b->hlogits, (size_t)M * d->num_experts, seed + 1);
   memset(b->hout, 0xFF, xb);
   if (p->memory == MOE_MEMORY_CUDA) {
     if (p->ops->alloc(&b->dx, xb) != MOE_OK ||

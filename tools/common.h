@@ -52,6 +52,10 @@ moe_status cli_time_forward(moe_layer *L, const cli_problem *p, cli_batch *b,
                             int nb, double min_seconds, double *median_us);
 void cli_fill_random(void *p, size_t count, moe_dtype dt, float lo, float hi,
                      uint64_t seed);
+/* Router logits: standard normal. Uniform logits wide enough to saturate a
+ * sigmoid leave the correction bias to decide, and crowd every token onto
+ * the same few experts; normal ones spread as a trained router does. */
+void cli_fill_logits(float *p, size_t count, uint64_t seed);
 int cli_host_threads(void); /* online cores */
 double cli_now(void);       /* seconds, monotonic */
 /* Measured read bandwidth of this host in GB/s (multithreaded sum over a

@@ -98,7 +98,7 @@ class Moe:
         self.ctx = C.c_void_p()
         assert L.moe_context_create(None, C.byref(self.ctx)) == 0
 
-    def layer(self, p, w, max_tokens):
+    def layer(self, p, w, max_tokens, backend="cuda-mma"):
         d = LayerDesc()
         self.lib.moe_layer_desc_init(C.byref(d))
         d.num_experts, d.top_k, d.hidden, d.intermediate = (
@@ -110,7 +110,12 @@ class Moe:
         d.routing.routed_scaling_factor = p["scale"]
         d.shared_intermediate = p["Is"]
         d.max_tokens = max_tokens
-        d.backend = os.environ.get("MOE_BENCH_BACKEND", "cuda-mma").encode()
+        # "cuda-sm90-gemm": cuda-sm90 with its crossover at 0, so that every
+        # call takes the wgmma GEMMs (to measure the crossover).
+        env_old = os.environ.get("MOE_SM90_CROSSOVER")
+        if backend == "cuda-sm90-gemm":
+            os.environ["MOE_SM90_CROSSOVER"] = "0"
+        d.backend = backend.replace("-gemm", "").encode()
         d.self_check = 1
         ww = Weights(1, ptr(w["w13"]), ptr(w["w2"]), ptr(w.get("b13")),
                      ptr(w.get("b2")), ptr(w.get("cb")), ptr(w.get("sw13")),
@@ -118,6 +123,11 @@ class Moe:
         h = C.c_void_p()
         st = self.lib.moe_layer_create(self.ctx, C.byref(d), C.byref(ww),
                                        C.byref(h))
+        if backend == "cuda-sm90-gemm":
+            if env_old is None:
+                os.environ.pop("MOE_SM90_CROSSOVER")
+            else:
+                os.environ["MOE_SM90_CROSSOVER"] = env_old
         if st != 0:
             raise RuntimeError("moe_layer_create: %d %s" % (
                 st, self.lib.moe_last_error(self.ctx).decode()))
@@ -337,6 +347,9 @@ def main():
     ap.add_argument("--tokens", default="1,4,16,64,256,1024,4096,16384")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--backends", default="cuda-mma",
+                    help="comma-separated; cuda-sm90-gemm = cuda-sm90 with "
+                    "every call on its wgmma GEMMs")
     ap.add_argument("--ab-pdl", action="store_true",
                     help="also time M <= 256 with MOE_CUDA_PDL=1")
     a = ap.parse_args()
@@ -363,7 +376,8 @@ def main():
         p = PRESETS[name]
         ws = [make_weights(p), make_weights(p)]
         maxm = max(tokens)
-        layers = [moe.layer(p, w, maxm) for w in ws]
+        backends = a.backends.split(",")
+        layers = {b: [moe.layer(p, w, maxm, b) for w in ws] for b in backends}
         layers_nopdl = []
         if a.ab_pdl:  # same kernels with programmatic dependent launch
             os.environ["MOE_CUDA_PDL"] = "1"
@@ -374,23 +388,10 @@ def main():
             logits = torch.randn(M, p["E"], device="cuda")
             outs = [torch.empty_like(x) for _ in ws]
             reps = a.reps if M <= 1024 else max(8, a.reps // 3)
-            fns = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
-                   for h, o in zip(layers, outs)]
-            us = graph_time(fns, reps)
-            us_nopdl = None
-            if layers_nopdl and M <= 256:
-                fns0 = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
-                        for h, o in zip(layers_nopdl, outs)]
-                us_nopdl = round(graph_time(fns0, reps), 2)
             ids, _ = route_torch(p, logits, ws[0].get("cb"))
             fl, byts, flops = floor_us(p, ids, M)
-            row = {"preset": name, "tokens": M, "backend": "cuda-mma",
-                   "us": round(us, 2), "floor_us": round(fl, 2),
-                   "pct_floor": round(100 * fl / us, 1), "peers": {}}
-            # correctness against the grouped peer (bf16 tolerance)
             ref = grouped_peer(p, ws[0], x, logits).float()
-            err = ((outs[0].float() - ref).norm() / ref.norm()).item()
-            row["rel_err_vs_torch"] = round(err, 5)
+            peers = {}
             if not a.no_peers:
                 for peer in ("torch_grouped_mm", "torch_loop"):
                     try:
@@ -400,22 +401,36 @@ def main():
                         else:
                             pf = [loop_peer_builder(p, w, x, logits)
                                   for w in ws]
-                        row["peers"][peer] = round(graph_time(pf, reps), 2)
+                        peers[peer] = round(graph_time(pf, reps), 2)
                     except Exception as ex:  # a peer that cannot run
-                        row["peers"][peer] = None
+                        peers[peer] = None
                         print("  %s failed: %s" % (peer, str(ex)[:200]),
                               flush=True)
-            if us_nopdl is not None:
-                row["us_with_pdl"] = us_nopdl
-            res["rows"].append(row)
-            pr = row["peers"]
-            print("%-15s M=%-6d %10.1f us  floor %9.1f  %5.1f%%  grouped %s  "
-                  "loop %s  err %.1e" % (name, M, us, fl, row["pct_floor"],
-                                         pr.get("torch_grouped_mm"),
-                                         pr.get("torch_loop"), err),
-                  flush=True)
+            for bk in backends:
+                for o in outs:
+                    o.fill_(float("nan"))  # poison: every row must be written
+                fns = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
+                       for h, o in zip(layers[bk], outs)]
+                us = graph_time(fns, reps)
+                row = {"preset": name, "tokens": M, "backend": bk,
+                       "us": round(us, 2), "floor_us": round(fl, 2),
+                       "pct_floor": round(100 * fl / us, 1),
+                       "peers": dict(peers)}
+                # correctness against the grouped peer (bf16 tolerance)
+                err = ((outs[0].float() - ref).norm() / ref.norm()).item()
+                row["rel_err_vs_torch"] = round(err, 5)
+                if bk == backends[0] and layers_nopdl and M <= 256:
+                    fns0 = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
+                            for h, o in zip(layers_nopdl, outs)]
+                    row["us_with_pdl"] = round(graph_time(fns0, reps), 2)
+                res["rows"].append(row)
+                print("%-15s M=%-6d %-15s %10.1f us  floor %9.1f  %5.1f%%  "
+                      "grouped %s  loop %s  err %.1e" % (
+                          name, M, bk, us, fl, row["pct_floor"],
+                          peers.get("torch_grouped_mm"),
+                          peers.get("torch_loop"), err), flush=True)
             del x, logits, outs
-        for h in layers + layers_nopdl:
+        for h in [h for v in layers.values() for h in v] + layers_nopdl:
             moe.lib.moe_layer_destroy(h)
         del ws
         torch.cuda.empty_cache()
@@ -423,11 +438,11 @@ def main():
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
     # summary table
-    print("\n%-15s %6s %9s %6s %9s %9s %9s" % (
-        "preset", "M", "us", "%floor", "grouped", "loop", "pdl"))
+    print("\n%-15s %6s %-15s %9s %6s %9s %9s %9s" % (
+        "preset", "M", "backend", "us", "%floor", "grouped", "loop", "pdl"))
     for r in res["rows"]:
-        print("%-15s %6d %9.1f %6.1f %9s %9s %9s" % (
-            r["preset"], r["tokens"], r["us"], r["pct_floor"],
+        print("%-15s %6d %-15s %9.1f %6.1f %9s %9s %9s" % (
+            r["preset"], r["tokens"], r["backend"], r["us"], r["pct_floor"],
             r["peers"].get("torch_grouped_mm"), r["peers"].get("torch_loop"),
             r.get("us_with_pdl", "")))
 

@@ -24,34 +24,38 @@ t0=$(date +%s)
 cmake -S . -B build-dev -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS="$ARCH" \
   -DCMOCKA_INCLUDE_DIR=$SYS/usr/include \
   -DCMOCKA_LIBRARY=$LIBDIR/libcmocka.so >/tmp/build.log 2>&1 &&
-  ninja -C build-dev libmoe.so test_cuda_mma >>/tmp/build.log 2>&1
+  ninja -C build-dev libmoe.so test_cuda_mma test_cuda_sm90 >>/tmp/build.log 2>&1
 rc=$?
 echo "build rc=$rc in $(($(date +%s) - t0)) s"
 if [ $rc -ne 0 ]; then tail -40 /tmp/build.log; exit 1; fi
 
 summary=""
+TESTS=${TESTS:-"test_cuda_mma test_cuda_sm90"}
 if [ "$MODE" = test ] || [ "$MODE" = all ]; then
-  t0=$(date +%s)
-  timeout 200 ./build-dev/tests/test_cuda_mma >"$OUT/test.log" 2>&1
-  r=$?
-  grep -E "rel err|graph|SKIP|PASSED|FAILED|mismatch|Error|error" \
-    "$OUT/test.log" | tail -25
-  summary+="test_cuda_mma rc=$r ($(($(date +%s) - t0)) s)\n"
+  for t in $TESTS; do
+    t0=$(date +%s)
+    timeout 200 ./build-dev/tests/$t >"$OUT/$t.log" 2>&1
+    r=$?
+    grep -E "graph|SKIP|PASSED|FAILED|mismatch|Error|error" "$OUT/$t.log" |
+      tail -8
+    summary+="$t rc=$r ($(($(date +%s) - t0)) s)\n"
+  done
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   PYTHONUNBUFFERED=1 python3 bench/bench_moe.py --lib $PWD/build-dev/libmoe.so \
     --out "$OUT/h200.json" "$@" 2>&1 | tee "$OUT/bench.log" | tail -60
   summary+="bench rc=$?\n"
 fi
-if [ "$MODE" = test ] || [ "$MODE" = all ]; then
-  for tool in memcheck racecheck; do
-    t0=$(date +%s)
-    MOE_GPU_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool $tool \
-      --error-exitcode 3 ./build-dev/tests/test_cuda_mma \
-      >"$OUT/san_$tool.log" 2>&1
-    r=$?
-    tail -3 "$OUT/san_$tool.log"
-    summary+="compute-sanitizer $tool rc=$r ($(($(date +%s) - t0)) s): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_$tool.log" | tail -1)\n"
+if { [ "$MODE" = test ] || [ "$MODE" = all ]; } && [ -z "${NO_SAN:-}" ]; then
+  for t in $TESTS; do
+    for tool in memcheck racecheck; do
+      t0=$(date +%s)
+      MOE_GPU_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-100} compute-sanitizer \
+        --tool $tool --error-exitcode 3 ./build-dev/tests/$t \
+        >"$OUT/san_${t}_$tool.log" 2>&1
+      r=$?
+      summary+="$t compute-sanitizer $tool rc=$r ($(($(date +%s) - t0)) s): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_${t}_$tool.log" | tail -1)\n"
+    done
   done
 fi
 if [ "$MODE" = all ] && [ -z "${NO_NCU:-}" ] && command -v ncu >/dev/null; then

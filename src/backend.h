@@ -167,6 +167,10 @@ typedef struct moe_backend {
                       float *weights, void *stream, char *msg, size_t n);
   moe_status (*forward)(void *impl, const moe_batch *b, void *stream, char *msg,
                         size_t n);
+  /* 0, or, for a backend whose kernels change with the rows per expert
+   * (M * k / E), the rows per expert that the self-check's second call
+   * reaches, so that both of its paths are checked. */
+  int self_check_rows;
 } moe_backend;
 
 /* Every backend compiled into this build, in priority order. */

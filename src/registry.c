@@ -4,16 +4,21 @@
 #ifdef MOE_HAVE_CUDA
 #include "cuda/cuda_backends.h"
 #endif
+#ifdef MOE_HAVE_CUDA_SM90
+#include "cuda_sm90/cuda_sm90.h"
+#endif
 
 #include <string.h>
 
 static const moe_backend *const registry[] = {
+#ifdef MOE_HAVE_CUDA_SM90
+    &moe_backend_cuda_sm90,
+#endif
 #ifdef MOE_HAVE_CUDA
     &moe_backend_cuda_mma,
 #endif
 #ifdef MOE_HAVE_CPU_X86
-    &moe_backend_cpu_avx512,
-    &moe_backend_cpu_avx2,
+    &moe_backend_cpu_avx512, &moe_backend_cpu_avx2,
 #endif
     &moe_backend_cpu_ref,
 };

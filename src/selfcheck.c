@@ -5,6 +5,8 @@
  * with cpu-ref's. An error (no kernel image, unsupported activation, launch
  * failure) or a disagreement marks the backend failed, and the planner moves
  * on to the next one instead of crashing later in the caller's first call.
+ * A backend whose path depends on the rows per expert (self_check_rows)
+ * gets a second, larger call on the same layer, so both paths are checked.
  */
 #include "cpu/cpu.h"
 #include "internal.h"
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #define SC_M 5
+#define SC_MAX_M 512 /* the larger call's cap */
 #define SC_MAX_E 64
 
 typedef struct sc_rng {
@@ -48,7 +51,7 @@ static void tiny_shape(const moe_shape *s, moe_shape *t, int32_t *map) {
   t->N1 = s->gated ? 2 * t->I : t->I;
   t->Is = s->Is ? 128 : 0;
   t->N1s = s->Is ? (s->gated ? 2 * t->Is : t->Is) : 0;
-  t->max_tokens = 16;
+  t->max_tokens = SC_M;
   t->E_local = E;
   t->expert_map = NULL;
   if (s->expert_map) { /* every other expert lives elsewhere */
@@ -67,15 +70,17 @@ typedef struct sc_bufs {
 
 static const size_t sc_sizes_count = 10;
 
+/* Buffers for t->max_tokens tokens. */
 static void sc_sizes(const moe_shape *t, size_t sz[10]) {
   size_t es = moe_dtype_size(t->dtype);
-  sz[0] = (size_t)SC_M * t->H * es;               /* x */
+  const size_t M = (size_t)t->max_tokens;
+  sz[0] = M * t->H * es;                          /* x */
   sz[1] = (size_t)t->E_local * t->N1 * t->H * es; /* w13 */
   sz[2] = (size_t)t->E_local * t->H * t->I * es;  /* w2 */
   sz[3] = t->Is ? (size_t)t->N1s * t->H * es : 0; /* shared w13 */
   sz[4] = t->Is ? (size_t)t->H * t->Is * es : 0;  /* shared w2 */
-  sz[5] = (size_t)SC_M * t->H * es;               /* out */
-  sz[6] = (size_t)SC_M * t->E * sizeof(float);    /* logits */
+  sz[5] = M * t->H * es;                          /* out */
+  sz[6] = M * t->E * sizeof(float);               /* logits */
   sz[7] = t->has_expert_bias ? (size_t)t->E_local * t->N1 * sizeof(float) : 0;
   sz[8] = t->has_expert_bias ? (size_t)t->E_local * t->H * sizeof(float) : 0;
   sz[9] = t->has_correction_bias ? (size_t)t->E * sizeof(float) : 0;
@@ -150,10 +155,11 @@ static moe_weights sc_weights(moe_memory mem, const sc_bufs *b) {
   return w;
 }
 
-/* Runs backend b on the problem in bufs; out stays in b's memory. */
+/* Runs backend b on the first M tokens of the problem in bufs; out stays
+ * in b's memory. */
 static moe_status sc_run(moe_context *ctx, const moe_backend *b,
-                         const moe_shape *t, const sc_bufs *bufs, int hooked,
-                         char *why, size_t n) {
+                         const moe_shape *t, const sc_bufs *bufs, int M,
+                         int hooked, char *why, size_t n) {
   moe_backend_env env = moe_context_env(ctx);
   moe_weights w = sc_weights(b->memops->memory, bufs);
   void *impl = NULL;
@@ -163,7 +169,7 @@ static moe_status sc_run(moe_context *ctx, const moe_backend *b,
     snprintf(why, n, "create: %s: %s", moe_status_string(st), msg);
     return st;
   }
-  moe_batch batch = {bufs->x, bufs->logits, NULL, NULL, SC_M, bufs->out};
+  moe_batch batch = {bufs->x, bufs->logits, NULL, NULL, M, bufs->out};
   st = hooked ? moe_call_forward(ctx, b, impl, t, &batch, NULL, msg, sizeof msg)
               : b->forward(impl, &batch, NULL, msg, sizeof msg);
   if (st == MOE_OK) st = b->memops->sync();
@@ -179,6 +185,19 @@ moe_status moe_self_check(moe_context *ctx, const moe_backend *b,
   int32_t map[SC_MAX_E];
   moe_shape t;
   tiny_shape(s, &t, map);
+  /* The calls: SC_M tokens, then, when the backend asks, enough tokens
+   * for self_check_rows rows per expert; each against the reference, with
+   * the output poisoned before it. */
+  int Ms[2] = {SC_M, 0}, nM = 1;
+  if (b->self_check_rows > 0) {
+    long long m = ((long long)b->self_check_rows * t.E + t.k - 1) / t.k;
+    if (m > SC_MAX_M) m = SC_MAX_M;
+    if (m > SC_M) {
+      Ms[1] = (int)m;
+      nM = 2;
+      t.max_tokens = (int)m;
+    }
+  }
   size_t sz[10];
   sc_sizes(&t, sz);
 
@@ -196,7 +215,8 @@ moe_status moe_self_check(moe_context *ctx, const moe_backend *b,
     snprintf(why, n, "self-check: no host memory");
     return MOE_ERR_OUT_OF_MEMORY;
   }
-  moe_status st = sc_run(ctx, &moe_backend_cpu_ref, &t, &host, 0, why, n);
+  moe_status st =
+      sc_run(ctx, &moe_backend_cpu_ref, &t, &host, t.max_tokens, 0, why, n);
   if (st != MOE_OK) {
     free(ref);
     sc_free(&moe_memops_host, &host);
@@ -223,13 +243,16 @@ moe_status moe_self_check(moe_context *ctx, const moe_backend *b,
     }
     use = &dev;
   }
-  st = sc_run(ctx, b, &t, use, 1, why, n);
-  if (st == MOE_OK && own) st = m->download(host.out, dev.out, sz[5]);
-
-  if (st == MOE_OK) {
+  for (int c = 0; c < nM && st == MOE_OK; c++) {
+    const int M = Ms[c];
+    memset(host.out, 0xFF, sz[5]);
+    if (own) st = m->upload(dev.out, host.out, sz[5]);
+    if (st == MOE_OK) st = sc_run(ctx, b, &t, use, M, 1, why, n);
+    if (st == MOE_OK && own) st = m->download(host.out, dev.out, sz[5]);
+    if (st != MOE_OK) break;
     double num = 0, den = 0;
     int bad = 0;
-    size_t cnt = (size_t)SC_M * t.H;
+    size_t cnt = (size_t)M * t.H;
     for (size_t i = 0; i < cnt; i++) {
       float a = moe_load_elem(host.out, i, t.dtype);
       float r = moe_load_elem(ref, i, t.dtype);
@@ -241,12 +264,16 @@ moe_status moe_self_check(moe_context *ctx, const moe_backend *b,
     double tol = t.dtype == MOE_DTYPE_F32 ? 1e-3 : 2e-2;
     if (bad || !(rel <= tol)) {
       snprintf(why, n,
-               "self-check mismatch: relative error %.3g vs cpu-ref "
-               "(tolerance %.0e)%s",
-               rel, tol, bad ? ", non-finite output" : "");
+               "self-check mismatch at %d tokens: relative error %.3g vs "
+               "cpu-ref (tolerance %.0e)%s",
+               M, rel, tol, bad ? ", non-finite output" : "");
       st = MOE_ERR_SELF_CHECK;
-    } else {
+    } else if (nM == 1) {
       snprintf(why, n, "self-check passed (relative error %.2g)", rel);
+    } else {
+      snprintf(why, n,
+               "self-check passed at %d and %d tokens (relative error %.2g)",
+               Ms[0], Ms[1], rel);
     }
   }
   if (own) sc_free(m, &dev);

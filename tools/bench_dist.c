@@ -171,10 +171,10 @@ static int batch_make(dev_batch *b, const moe_layer_desc *d, int M,
   ok = ok && h;
   for (int i = 0; ok && i < NB; i++) {
     cli_fill_logits(h, nl, seed + 7 + (uint64_t)i);
-    ok = cudaMalloc((void **)&b->logits[i], nl * sizeof(float)) ==
-             cudaSuccess &&
-         cudaMemcpy(b->logits[i], h, nl * sizeof(float),
-                    cudaMemcpyHostToDevice) == cudaSuccess;
+    ok =
+        cudaMalloc((void **)&b->logits[i], nl * sizeof(float)) == cudaSuccess &&
+        cudaMemcpy(b->logits[i], h, nl * sizeof(float),
+                   cudaMemcpyHostToDevice) == cudaSuccess;
   }
   free(h);
   return ok;

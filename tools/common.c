@@ -39,7 +39,8 @@ void cli_fill_logits(float *p, size_t count, uint64_t seed) {
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
   for (size_t i = 0; i < count; i += 2) {
     /* Box-Muller: two standard normals from two uniforms in (0, 1]. */
-    double u1 = ((double)(rng_next(&s) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u1 =
+        ((double)(rng_next(&s) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
     double u2 = (double)(rng_next(&s) >> 11) * (1.0 / 9007199254740992.0);
     double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
     p[i] = (float)(r * cos(a));

@@ -78,6 +78,7 @@ const moe_backend moe_backend_cpu_ref = {
     cpu_destroy,
     cpu_layer_route,
     cpu_layer_forward,
+    0, /* one path at every size */
 };
 
 #ifdef MOE_HAVE_CPU_X86
@@ -107,6 +108,7 @@ const moe_backend moe_backend_cpu_avx2 = {
     cpu_destroy,
     cpu_layer_route,
     cpu_layer_forward,
+    0, /* one path at every size */
 };
 
 /* ---- cpu-avx512 ---- */
@@ -136,5 +138,6 @@ const moe_backend moe_backend_cpu_avx512 = {
     cpu_destroy,
     cpu_layer_route,
     cpu_layer_forward,
+    0, /* one path at every size */
 };
 #endif

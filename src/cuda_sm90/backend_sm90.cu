@@ -10,6 +10,13 @@
  * allocated or synchronised per call, so a forward can be captured in a
  * CUDA graph.
  *
+ * Few rows per expert (decode) go to an embedded cuda-mma layer instead:
+ * below SM90_CROSSOVER rows per expert (M * k / E), its split-K mma.sync
+ * GEMMs stream the weights faster than 128-row wgmma tiles that are mostly
+ * empty. The choice is per call, from host values only (M), so a captured
+ * graph holds one path or the other. The crossover is measured (bench/
+ * NOTES.md); MOE_SM90_CROSSOVER overrides it for measurement.
+ *
  * Support: exactly sm_90 (the arch-specific "90a" image; plain sm_90 has no
  * wgmma), bf16 and f16, every activation of cuda-mma; H, I (and the shared
  * expert's I) multiples of 8, so that every TMA row stride is a multiple
@@ -20,6 +27,7 @@
 #include "cuda_sm90.h"
 #include "sm90.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +115,8 @@ static moe_status sm90_probe(const moe_device *dev, char *msg, size_t n) {
 /* ---- per-layer state ---- */
 typedef struct sm90_impl {
   moe_shape s;
+  void *mma;        /* cuda-mma layer for calls below the crossover, or NULL */
+  double crossover; /* rows per expert below which mma serves */
   int sms;
   const float *b13, *b2, *cbias;
   int32_t *emap; /* device [E] or NULL */
@@ -123,6 +133,7 @@ typedef struct sm90_impl {
 static void sm90_destroy(void *p) {
   sm90_impl *L = (sm90_impl *)p;
   if (!L) return;
+  if (L->mma) moe_backend_cuda_mma.destroy(L->mma);
   if (L->ws) (void)cudaFree(L->ws);
   if (L->emap) (void)cudaFree(L->emap);
   free(L);
@@ -336,6 +347,25 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
     sm90_destroy(L);
     return MOE_ERR_DEVICE;
   }
+  /* The decode path: a cuda-mma layer sized for the calls it serves. */
+  L->crossover = SM90_CROSSOVER;
+  const char *ov = getenv("MOE_SM90_CROSSOVER");
+  if (ov && *ov) {
+    char *end = NULL;
+    const double v = strtod(ov, &end);
+    if (end && *end == 0 && v >= 0) L->crossover = v;
+  }
+  const double mma_tokens = L->crossover * s->E / s->k; /* M below this */
+  if (mma_tokens > 0) {
+    moe_shape ms = *s;
+    const double cap = ceil(mma_tokens);
+    ms.max_tokens = cap < s->max_tokens ? (int)cap : s->max_tokens;
+    st = moe_backend_cuda_mma.create(env, &ms, w, &L->mma, msg, n);
+    if (st != MOE_OK) {
+      sm90_destroy(L);
+      return st;
+    }
+  }
   *impl = L;
   return MOE_OK;
 #undef CKL
@@ -471,6 +501,8 @@ static moe_status sm90_forward(void *impl, const moe_batch *b, void *stream,
                                char *msg, size_t n) {
   sm90_impl *L = (sm90_impl *)impl;
   const moe_shape *s = &L->s;
+  if (L->mma && (double)b->M * s->k < L->crossover * s->E)
+    return moe_backend_cuda_mma.forward(L->mma, b, stream, msg, n);
   const size_t es = moe_dtype_size(s->dtype);
   for (int m0 = 0; m0 < b->M; m0 += L->Mc) {
     const int mc = b->M - m0 < L->Mc ? b->M - m0 : L->Mc;
@@ -486,8 +518,8 @@ static moe_status sm90_forward(void *impl, const moe_batch *b, void *stream,
   return MOE_OK;
 }
 
-/* Not in src/registry.c until tests/gpu/test_cuda_sm90.c passes on an
- * sm_90 GPU: the planner must never pick an unverified backend. */
+/* Tried before cuda-mma (20): on sm_90 it serves every shape cuda-mma
+ * serves, with cuda-mma's own kernels below the crossover. */
 extern "C" const moe_backend moe_backend_cuda_sm90 = {
     "cuda-sm90",
     10,
@@ -500,4 +532,5 @@ extern "C" const moe_backend moe_backend_cuda_sm90 = {
     sm90_destroy,
     sm90_route,
     sm90_forward,
+    (int)(2 * SM90_CROSSOVER), /* the self-check covers both paths */
 };

@@ -1,8 +1,8 @@
 /*
  * cuda_sm90.h - the Hopper backend cuda-sm90, as seen by the C front end
- * (and by its test). Built only with -DMOE_SM90_BACKEND=ON (which defines
- * MOE_HAVE_CUDA_SM90). Not yet in the registry: it joins src/registry.c
- * once tests/gpu/test_cuda_sm90.c has passed on an sm_90 GPU.
+ * (and by its test). Built when the CUDA archs include 90a
+ * (MOE_SM90_BACKEND, which defines MOE_HAVE_CUDA_SM90), and registered
+ * ahead of cuda-mma.
  */
 #ifndef MOE_CUDA_SM90_H
 #define MOE_CUDA_SM90_H
@@ -14,6 +14,11 @@ extern "C" {
 #endif
 
 extern const moe_backend moe_backend_cuda_sm90;
+
+/* Rows per expert (M * k / E) below which a call goes to cuda-mma's
+ * kernels: measured on the H200 (bench/NOTES.md, "crossover").
+ * MOE_SM90_CROSSOVER in the environment overrides it at layer creation. */
+#define SM90_CROSSOVER 16.0
 
 #ifdef __cplusplus
 }

@@ -239,6 +239,66 @@ static void test_every_promise_has_a_kernel(void **state) {
   assert_true(promises > 0);
 }
 
+/* cuda-sm90 is admitted on sm_90 alone; on every other what-if GPU,
+ * sm_100 and sm_120 included, its row is rejected with the reason, and
+ * cuda-mma serves. Only in builds that hold it. */
+static void test_sm90_only_on_sm90(void **state) {
+  (void)state;
+  const moe_backend *b = moe_backend_find("cuda-sm90");
+  if (!b) {
+    printf("  (this build has no cuda-sm90)\n");
+    return;
+  }
+  int seen90 = 0, others = 0;
+  for (int dv = 0; dv < moe_known_device_count(); dv++) {
+    const char *name = moe_known_device_name(dv);
+    moe_context_options o;
+    moe_context_options_init(&o);
+    o.device_override = name;
+    moe_context *ctx = NULL;
+    assert_int_equal(moe_context_create(&o, &ctx), MOE_OK);
+    moe_layer_desc d;
+    moe_layer_desc_init(&d);
+    d.num_experts = 128;
+    d.top_k = 8;
+    d.hidden = 2048;
+    d.intermediate = 768;
+    d.backend = "";
+    moe_plan *p = NULL;
+    moe_status st = moe_plan_create(ctx, &d, MOE_MEMORY_CUDA, &p);
+    const int sm = ctx->device.sm;
+    const char *chosen = moe_plan_backend(p);
+    int found = 0;
+    for (int i = 0; i < moe_plan_num_entries(p); i++) {
+      moe_plan_entry e;
+      assert_int_equal(moe_plan_entry_get(p, i, &e), MOE_OK);
+      if (strcmp(e.backend, "cuda-sm90") != 0) continue;
+      found = 1;
+      if (sm == 90 && b->kernel_compiled(90, MOE_DTYPE_BF16, MOE_ACT_SILU, 1)) {
+        assert_int_equal(e.verdict, MOE_VERDICT_CHOSEN);
+        seen90 = 1;
+      } else {
+        assert_int_equal(e.verdict, MOE_VERDICT_REJECTED);
+        if (sm != 90) {
+          assert_non_null(strstr(e.reason, "is not exact(90)"));
+          others++;
+        }
+      }
+    }
+    assert_true(found);
+    const moe_backend *mma = moe_backend_find("cuda-mma");
+    if (sm >= 80 && sm != 90 &&
+        mma->kernel_compiled(sm, MOE_DTYPE_BF16, MOE_ACT_SILU, 1)) {
+      assert_int_equal(st, MOE_OK);
+      assert_string_equal(chosen, "cuda-mma");
+    }
+    moe_plan_destroy(p);
+    moe_context_destroy(ctx);
+  }
+  assert_true(others >= 6); /* sm_80 ... sm_121 without sm_90 */
+  (void)seen90;
+}
+
 static void test_quirk_matching(void **state) {
   (void)state;
   const moe_quirk table[] = {
@@ -365,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_family_claim_without_kernel_is_rejected),
       cmocka_unit_test(test_whole_matrix),
       cmocka_unit_test(test_every_promise_has_a_kernel),
+      cmocka_unit_test(test_sm90_only_on_sm90),
       cmocka_unit_test(test_quirk_matching),
       cmocka_unit_test(test_explicit_request),
       cmocka_unit_test(test_environment_overrides),

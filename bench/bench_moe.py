@@ -358,8 +358,9 @@ def main():
     bw, tf = ceilings()
     print("ceilings: read %.2f TB/s, bf16 matmul %.0f TFLOP/s" %
           (bw / 1e12, tf / 1e12), flush=True)
+    commit = os.environ.get("MOE_COMMIT")  # set where .git lags the tree
     try:
-        commit = subprocess.check_output(
+        commit = commit or subprocess.check_output(
             ["git", "rev-parse", "--short", "HEAD"],
             cwd=os.path.dirname(os.path.abspath(__file__))).decode().strip()
     except Exception:

@@ -61,7 +61,7 @@ if [ "$MODE" = test ] || [ "$MODE" = all ]; then
   summary+="test_dist_gpu rc=$r ($(($(date +%s) - t0)) s)\n"
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
-  commit=$(git rev-parse --short HEAD 2>/dev/null || echo "")
+  commit=${MOE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo "")}
   parts=()
   for p in $PRESETS; do
     # Decode: many launches per repetition; prefill: one.

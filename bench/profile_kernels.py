@@ -13,6 +13,8 @@ import bench_moe as B  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lib", default="build/libmoe.so")
+ap.add_argument("--backend", default="cuda-mma",
+                help="as bench_moe.py --backends (one name)")
 ap.add_argument("--cases", default="qwen3-30b-a3b:1,qwen3-30b-a3b:16,"
                 "deepseek-v3:1,mixtral-8x7b:256,qwen3-30b-a3b:4096")
 a = ap.parse_args()
@@ -22,7 +24,7 @@ for case in a.cases.split(","):
     M = int(M)
     p = B.PRESETS[name]
     w = B.make_weights(p)
-    h = moe.layer(p, w, max(M, 16))
+    h = moe.layer(p, w, max(M, 16), a.backend)
     x = torch.randn(M, p["H"], dtype=torch.bfloat16, device="cuda")
     lg = torch.randn(M, p["E"], device="cuda")
     out = torch.empty_like(x)

@@ -16,7 +16,8 @@
  *                 barrier. Its registers are given up (setmaxnreg.dec).
  *   warpgroups 1,2 consumers: rows 0-63 / 64-127 of the tile. Each waits on
  *                 the full barrier, issues 4 wgmma m64n256k16 (BK = 64),
- *                 waits for them, releases the stage (one arrival per
+ *                 waits for the previous K step's group (one stays in
+ *                 flight), releases that step's stage (one arrival per
  *                 warp) and, after the last K step, runs the epilogue
  *                 straight from its 128 accumulators to global memory
  *                 while the producer already fills the ring for its next
@@ -226,6 +227,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
       const sm90_tile tl = sm90_tile_of(args, t, routed_m);
       const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
+      int prev = -1; /* the stage whose wgmma group may still be running */
       for (int kt = 0; kt < nk; kt++) {
         mbar_wait(full + 8 * s, ph);
         const uint64_t da =
@@ -237,14 +239,19 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         for (int kk = 0; kk < SM90_BK / 16; kk++)
           wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
         wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_acc(d);
-        if (lane == 0) mbar_arrive(empty + 8 * s);
+        /* Keep this K step's group in flight; the one before it is done
+         * now, so its stage goes back to the producer. */
+        wgmma_wait<1>();
+        if (prev >= 0 && lane == 0) mbar_arrive(empty + 8 * prev);
+        prev = s;
         if (++s == SM90_STAGES) {
           s = 0;
           ph ^= 1;
         }
       }
+      wgmma_wait<0>();
+      wgmma_fence_acc(d);
+      if (prev >= 0 && lane == 0) mbar_arrive(empty + 8 * prev);
       if (EPI == 1)
         epi_gemm1<T>(args, tl, d, c);
       else

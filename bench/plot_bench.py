@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """docs/bench_h200.png from bench/results/h200.json: percent of the floor
 (max(bytes / 4.8 TB/s, flops / 989 TFLOP/s)) against tokens, one panel per
-preset, moe (cuda-mma) and the two PyTorch peers."""
+preset, each moe backend in the file and the two PyTorch peers."""
 import json
 import sys
 
@@ -21,8 +21,15 @@ fig, axes = plt.subplots(1, len(presets), figsize=(4 * len(presets), 3.6),
                          sharey=True)
 for ax, p in zip(axes, presets):
     rows = [r for r in d["rows"] if r["preset"] == p]
-    m = [r["tokens"] for r in rows]
-    ax.plot(m, [r["pct_floor"] for r in rows], "o-", label="moe cuda-mma")
+    backends = []
+    for r in rows:
+        if r["backend"] not in backends:
+            backends.append(r["backend"])
+    for b, st in zip(backends, ("o-", "D-", "x-.", "v-")):
+        br = [r for r in rows if r["backend"] == b]
+        ax.plot([r["tokens"] for r in br], [r["pct_floor"] for r in br], st,
+                label="moe " + b)
+    rows = [r for r in rows if r["backend"] == backends[0]]  # peers once
     for peer, st in (("torch_grouped_mm", "s--"), ("torch_loop", "^:")):
         pts = [(r["tokens"], 100 * r["floor_us"] / r["peers"][peer])
                for r in rows if r["peers"].get(peer)]

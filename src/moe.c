@@ -56,6 +56,9 @@ const char *moe_build_info(void) {
   /* Built once from constant data; the registry is immutable, so the text
    * is the same for every caller. */
   static const char *text = "backends: "
+#ifdef MOE_HAVE_CUDA_SM90
+                            "cuda-sm90 "
+#endif
 #ifdef MOE_HAVE_CUDA
                             "cuda-mma "
 #endif

@@ -6,7 +6,7 @@ if(MOE_HAVE_CUDA)
                LABELS gpu nosan)
   set_tests_properties(test_cuda_mma PROPERTIES SKIP_RETURN_CODE 77)
 endif()
-# The Hopper backend (built with -DMOE_SM90_BACKEND=ON): skips without an
+# The Hopper backend (built when the archs hold 90a): skips without an
 # sm_90 GPU or without "90a" in MOE_CUDA_ARCHS.
 if(MOE_HAVE_CUDA_SM90)
   moe_add_test(test_cuda_sm90 ${CMAKE_CURRENT_LIST_DIR}/test_cuda_sm90.c

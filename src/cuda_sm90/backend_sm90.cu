@@ -118,7 +118,6 @@ typedef struct sm90_impl {
   void *mma;        /* cuda-mma layer for calls below the crossover, or NULL */
   double crossover; /* rows per expert below which mma serves */
   int sms;
-  int clusters; /* co-resident clusters of the GEMM kernels */
   const float *b13, *b2, *cbias;
   int32_t *emap; /* device [E] or NULL */
   int Mc, P;     /* tokens and pairs per chunk */
@@ -161,7 +160,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   sm90_gemm_args *g = &L->g1;
   memset(g, 0, sizeof *g);
   int bad = 0;
-  bad |= sm90_encode_2d(enc, &g->a[0], bf, L->xp, L->P, H, H, SM90_BM / 2);
+  bad |= sm90_encode_2d(enc, &g->a[0], bf, L->xp, L->P, H, H, SM90_BM);
   bad |=
       sm90_encode_2d(enc, &g->w[0], bf, w->w13, El * s->N1, H, H, SM90_BN / 2);
   g->p[0].N = s->N1;
@@ -173,7 +172,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   g->p[0].out = L->act;
   g->p[0].ldo = I;
   if (has_sh) {
-    bad |= sm90_encode_2d(enc, &g->a[1], bf, L->xs, L->Mc, H, H, SM90_BM / 2);
+    bad |= sm90_encode_2d(enc, &g->a[1], bf, L->xs, L->Mc, H, H, SM90_BM);
     bad |= sm90_encode_2d(enc, &g->w[1], bf, w->shared_w13, s->N1s, H, H,
                           SM90_BN / 2);
     g->p[1].N = s->N1s;
@@ -194,7 +193,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
 
   g = &L->g2;
   memset(g, 0, sizeof *g);
-  bad |= sm90_encode_2d(enc, &g->a[0], bf, L->act, L->P, I, I, SM90_BM / 2);
+  bad |= sm90_encode_2d(enc, &g->a[0], bf, L->act, L->P, I, I, SM90_BM);
   bad |= sm90_encode_2d(enc, &g->w[0], bf, w->w2, El * H, I, I, SM90_BN / 2);
   g->p[0].N = s->H;
   g->p[0].K = s->I;
@@ -206,7 +205,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   g->p[0].out_rows = L->sorted_pair;
   if (has_sh) {
     bad |= sm90_encode_2d(enc, &g->a[1], bf, L->act_sh, L->Mc, s->Is, s->Is,
-                          SM90_BM / 2);
+                          SM90_BM);
     bad |= sm90_encode_2d(enc, &g->w[1], bf, w->shared_w2, H, s->Is, s->Is,
                           SM90_BN / 2);
     g->p[1].N = s->H;
@@ -292,14 +291,6 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
         "cudaDeviceGetAttribute");
   }
   CKL(sm90_gemm_prepare(s->dtype), "cudaFuncSetAttribute(sm90 gemm)");
-  CKL(sm90_gemm_max_clusters(s->dtype, &L->clusters),
-      "cudaOccupancyMaxActiveClusters(sm90 gemm)");
-  if (L->clusters <= 0) {
-    snprintf(msg, n, "cuda-sm90: no cluster of %d CTAs fits on this device",
-             SM90_CLUSTER);
-    sm90_destroy(L);
-    return MOE_ERR_UNSUPPORTED;
-  }
   CKL(mma_route_prepare(), "cudaFuncSetAttribute(route)");
   if (s->expert_map) {
     CKL(cudaMalloc((void **)&L->emap, (size_t)s->E * sizeof(int32_t)),
@@ -410,10 +401,8 @@ static moe_status sm90_route(void *impl, const float *logits, int M,
   return MOE_OK;
 }
 
-/* CTAs for a walk of `pairs` tile pairs: whole clusters, all resident. */
-static int persistent_grid(const sm90_impl *L, long long pairs) {
-  const long long c = pairs < L->clusters ? pairs : L->clusters;
-  return (int)(c * SM90_CLUSTER);
+static int persistent_grid(const sm90_impl *L, long long tiles) {
+  return (int)(tiles < L->sms ? tiles : L->sms);
 }
 
 /* One chunk of at most Mc tokens. */
@@ -478,8 +467,7 @@ static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
   sm90_gemm_args *g = &L->g1;
   g->shared_tiles = sh_tiles;
   g->p[1].rows = mc;
-  long long t1 = mb * SM90_N_PAIRS(g->p[0].n_tiles) +
-                 (long long)sh_tiles * SM90_N_PAIRS(g->p[1].n_tiles);
+  long long t1 = mb * g->p[0].n_tiles + (long long)sh_tiles * g->p[1].n_tiles;
   CK(sm90_launch_gemm1(s->dtype, g, persistent_grid(L, t1), st),
      "gemm1 launch");
 
@@ -487,8 +475,7 @@ static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
   g->shared_tiles = sh_tiles;
   g->p[1].rows = mc;
   g->p[0].row_w = wts;
-  long long t2 = mb * SM90_N_PAIRS(g->p[0].n_tiles) +
-                 (long long)sh_tiles * SM90_N_PAIRS(g->p[1].n_tiles);
+  long long t2 = mb * g->p[0].n_tiles + (long long)sh_tiles * g->p[1].n_tiles;
   CK(sm90_launch_gemm2(s->dtype, g, persistent_grid(L, t2), st),
      "gemm2 launch");
 

@@ -3,28 +3,22 @@
  * (sm_90a: TMA, mbarriers, wgmma), its two fused epilogues and the token
  * gather.
  *
- * Clusters of two CTAs, one CTA per SM (SM90_THREADS = 3 warpgroups). A
- * cluster walks the list of tile pairs q = cluster, + clusters, ...: first
- * every (routed row tile, pair of adjacent N tiles), row tile major (the
- * row tiles are in expert order, so the CTAs in flight share one or two
- * experts' weights in L2), then the shared expert's. CTA rank r takes N
- * tile 2 j + r of the pair (the last one again, result dropped, when the
- * count is odd). Both CTAs of a pair need the same A rows: each loads half
- * of them and multicasts it to both, so A crosses L2 once per pair (the
- * tile is L2-bound: bench/NOTES.md).
+ * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list
+ * t = blockIdx.x, + gridDim.x, ...: first every (routed row tile, N tile)
+ * pair, row tile major (the row tiles are in expert order, so the CTAs in
+ * flight share one or two experts' weights in L2, and the N tiles of one
+ * row tile reuse its A rows), then the shared expert's tiles.
  *
- *   warpgroup 0   producer: one thread issues, per K step, its half of A
- *                 (64 rows, multicast) and two boxes of W (128 rows each)
- *                 into the next ring stage, after the consumers of both
- *                 CTAs have released it (empty barrier, 16 arrivals),
- *                 announcing the stage's bytes on its full barrier. Its
- *                 registers are given up (setmaxnreg.dec).
+ *   warpgroup 0   producer: one thread issues, per K step, one TMA box of
+ *                 A (128 rows) and two of W (128 rows each) into the next
+ *                 ring stage, after the consumers have released it (empty
+ *                 barrier), announcing the bytes on the stage's full
+ *                 barrier. Its registers are given up (setmaxnreg.dec).
  *   warpgroups 1,2 consumers: rows 0-63 / 64-127 of the tile. Each waits on
  *                 the full barrier, issues 4 wgmma m64n256k16 (BK = 64),
  *                 waits for the previous K step's group (one stays in
  *                 flight), releases that step's stage (one arrival per
- *                 warp, on the stage's empty barrier in both CTAs) and,
- *                 after the last K step, runs the epilogue
+ *                 warp) and, after the last K step, runs the epilogue
  *                 straight from its 128 accumulators to global memory
  *                 while the producer already fills the ring for its next
  *                 tile.
@@ -39,41 +33,32 @@
 #include "../cuda/common.cuh"
 #include "sm90.h"
 
-#include <string.h>
-
 struct sm90_tile {
   int pi, e, row0, row_end, nt;
 };
 
-/* The tile of CTA rank r in pair q of the walk (q < total pairs); valid = 0
- * for the repeated last tile of an odd count (computed, not stored). */
+/* Tile t of the walk (t < total). */
 __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
-                                                  int q, int r, int routed_m,
-                                                  int &valid) {
+                                                  int t, int routed_m) {
   sm90_tile o;
-  const int nt0 = a.p[0].n_tiles, np0 = SM90_N_PAIRS(nt0);
-  int nt, n;
-  if (q < routed_m * np0) {
-    const int m = q / np0;
-    n = 2 * (q - m * np0) + r;
-    nt = nt0;
+  const int nt0 = a.p[0].n_tiles;
+  if (t < routed_m * nt0) {
+    const int m = t / nt0;
     o.pi = 0;
+    o.nt = t - m * nt0;
     o.e = __ldg(a.tiles + 2 * m);
     o.row0 = __ldg(a.offsets + o.e) + __ldg(a.tiles + 2 * m + 1);
     o.row_end = __ldg(a.offsets + o.e + 1);
   } else {
-    q -= routed_m * np0;
-    nt = a.p[1].n_tiles;
-    const int np1 = SM90_N_PAIRS(nt);
-    const int m = q / np1;
-    n = 2 * (q - m * np1) + r;
+    t -= routed_m * nt0;
+    const int nt1 = a.p[1].n_tiles;
+    const int m = t / nt1;
     o.pi = 1;
+    o.nt = t - m * nt1;
     o.e = 0;
     o.row0 = m * SM90_BM;
     o.row_end = a.p[1].rows;
   }
-  valid = n < nt;
-  o.nt = valid ? n : nt - 1;
   return o;
 }
 
@@ -177,29 +162,23 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
   const uint32_t full = base + SM90_STAGES * SM90_STAGE_BYTES;
   const uint32_t empty = full + 8 * SM90_STAGES;
   const int wg = threadIdx.x >> 7;
-  const uint32_t rank = cluster_ctarank();
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < SM90_STAGES; s++) {
       mbar_init(full + 8 * s, 1);
-      /* one arrival per consumer warp of both CTAs */
-      mbar_init(empty + 8 * s, 8 * SM90_CLUSTER);
+      mbar_init(empty + 8 * s, 8); /* one arrival per consumer warp */
     }
     mbar_init_fence();
   }
-  cluster_sync(); /* the peer's barriers are ready before any multicast */
+  __syncthreads();
 
   const int routed_m = __ldg(args.n_tiles);
-  const int total = routed_m * SM90_N_PAIRS(args.p[0].n_tiles) +
-                    args.shared_tiles * SM90_N_PAIRS(args.p[1].n_tiles);
-  const int q0 = blockIdx.x / SM90_CLUSTER, qstep = gridDim.x / SM90_CLUSTER;
+  const int total =
+      routed_m * args.p[0].n_tiles + args.shared_tiles * args.p[1].n_tiles;
 
   if (wg == 0) {
     setmaxnreg_dec<40>();
-    if (threadIdx.x != 0) {
-      cluster_sync();
-      return;
-    }
+    if (threadIdx.x != 0) return;
     for (int i = 0; i < 2; i++) {
       if (args.p[i].n_tiles == 0) continue; /* no map encoded */
       tma_prefetch_map(&args.a[i]);
@@ -207,9 +186,8 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
     }
     int s = 0;
     uint32_t ph = 0;
-    for (int q = q0; q < total; q += qstep) {
-      int valid;
-      const sm90_tile tl = sm90_tile_of(args, q, rank, routed_m, valid);
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const sm90_tile tl = sm90_tile_of(args, t, routed_m);
       const sm90_problem &P = args.p[tl.pi];
       const int nk = (P.K + SM90_BK - 1) / SM90_BK;
       const int w0 = tl.e * P.N; /* the expert's first weight row */
@@ -227,9 +205,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         const uint32_t fb = full + 8 * s;
         mbar_arrive_expect_tx(fb, SM90_STAGE_BYTES);
         const int k = kt * SM90_BK;
-        tma_load_2d_mc(sA + s * SM90_A_BYTES + rank * (SM90_A_BYTES / 2), am, k,
-                       tl.row0 + rank * (SM90_BM / 2), fb,
-                       (uint16_t)((1u << SM90_CLUSTER) - 1u));
+        tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
         tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);
         tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1, fb);
         if (++s == SM90_STAGES) {
@@ -238,7 +214,6 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         }
       }
     }
-    cluster_sync();
   } else {
     setmaxnreg_inc<232>();
     const int c = wg - 1;
@@ -249,9 +224,8 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       d[i] = 0.0f;
     int s = 0;
     uint32_t ph = 0;
-    for (int q = q0; q < total; q += qstep) {
-      int valid;
-      const sm90_tile tl = sm90_tile_of(args, q, rank, routed_m, valid);
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const sm90_tile tl = sm90_tile_of(args, t, routed_m);
       const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
       int prev = -1; /* the stage whose wgmma group may still be running */
       for (int kt = 0; kt < nk; kt++) {
@@ -268,9 +242,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         /* Keep this K step's group in flight; the one before it is done
          * now, so its stage goes back to the producer. */
         wgmma_wait<1>();
-        if (prev >= 0 && lane == 0)
-          for (uint32_t r = 0; r < SM90_CLUSTER; r++)
-            mbar_arrive_cluster(empty + 8 * prev, r);
+        if (prev >= 0 && lane == 0) mbar_arrive(empty + 8 * prev);
         prev = s;
         if (++s == SM90_STAGES) {
           s = 0;
@@ -279,18 +251,12 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       }
       wgmma_wait<0>();
       wgmma_fence_acc(d);
-      if (prev >= 0 && lane == 0)
-        for (uint32_t r = 0; r < SM90_CLUSTER; r++)
-          mbar_arrive_cluster(empty + 8 * prev, r);
-      if (!valid) continue;
+      if (prev >= 0 && lane == 0) mbar_arrive(empty + 8 * prev);
       if (EPI == 1)
         epi_gemm1<T>(args, tl, d, c);
       else
         epi_gemm2(args, tl, d, c);
     }
-    /* No CTA leaves while its peer may still multicast into it or arrive
-     * on its barriers. */
-    cluster_sync();
   }
 #endif
 }
@@ -336,30 +302,12 @@ extern "C" int sm90_gemm_instances(const mma_inst **tab) {
   return (int)(sizeof sm90_table / sizeof sm90_table[0]);
 }
 
-static void sm90_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *at,
-                        int grid, cudaStream_t s) {
-  memset(cfg, 0, sizeof *cfg);
-  cfg->gridDim = dim3((unsigned)grid, 1, 1);
-  cfg->blockDim = dim3(SM90_THREADS, 1, 1);
-  cfg->dynamicSmemBytes = SM90_SMEM;
-  cfg->stream = s;
-  at[0].id = cudaLaunchAttributeClusterDimension;
-  at[0].val.clusterDim.x = SM90_CLUSTER;
-  at[0].val.clusterDim.y = 1;
-  at[0].val.clusterDim.z = 1;
-  cfg->attrs = at;
-  cfg->numAttrs = 1;
-}
-
 template <class T, int EPI>
 static cudaError_t sm90_launch(const sm90_gemm_args *a, int grid,
                                cudaStream_t s) {
   if (grid <= 0) return cudaSuccess;
-  if (grid % SM90_CLUSTER) return cudaErrorInvalidValue;
-  cudaLaunchConfig_t cfg;
-  cudaLaunchAttribute at[1];
-  sm90_config(&cfg, at, grid, s);
-  return cudaLaunchKernelEx(&cfg, sm90_gemm_kernel<T, EPI>, *a);
+  sm90_gemm_kernel<T, EPI><<<grid, SM90_THREADS, SM90_SMEM, s>>>(*a);
+  return cudaGetLastError();
 }
 
 extern "C" cudaError_t sm90_launch_gemm1(moe_dtype dt, const sm90_gemm_args *a,
@@ -399,21 +347,6 @@ extern "C" cudaError_t sm90_gemm_prepare(moe_dtype dt) {
                                 SM90_SMEM);
   switch (dt) {
     MMA_DTYPES(SM90_PREP_CASE)
-  default:
-    return cudaErrorInvalidValue;
-  }
-}
-
-extern "C" cudaError_t sm90_gemm_max_clusters(moe_dtype dt, int *n) {
-  cudaLaunchConfig_t cfg;
-  cudaLaunchAttribute at[1];
-  sm90_config(&cfg, at, 2 * SM90_CLUSTER, 0);
-  *n = 0;
-#define SM90_MC_CASE(T, DT)                                                    \
-  case DT:                                                                     \
-    return cudaOccupancyMaxActiveClusters(n, sm90_gemm_kernel<T, 1>, &cfg);
-  switch (dt) {
-    MMA_DTYPES(SM90_MC_CASE)
   default:
     return cudaErrorInvalidValue;
   }

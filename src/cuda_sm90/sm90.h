@@ -28,9 +28,6 @@
 #define SM90_BK 64
 #define SM90_STAGES 4
 #define SM90_THREADS 384
-#define SM90_CLUSTER 2 /* CTAs that share (multicast) one A tile */
-/* Pairs of N tiles (one per CTA of a cluster) of a problem of nt tiles. */
-#define SM90_N_PAIRS(nt) (((nt) + 1) / 2)
 #define SM90_A_BYTES (SM90_BM * SM90_BK * 2)
 #define SM90_B_BYTES (SM90_BN * SM90_BK * 2)
 #define SM90_STAGE_BYTES (SM90_A_BYTES + SM90_B_BYTES)
@@ -57,7 +54,7 @@ typedef struct sm90_problem {
 } sm90_problem;
 
 typedef struct sm90_gemm_args {
-  CUtensorMap a[2];       /* A rows [rows][K], box 64 x 64 (half a tile) */
+  CUtensorMap a[2];       /* A rows [rows][K], box 128 x 64 */
   CUtensorMap w[2];       /* W rows [experts * N][K], box 128 x 64 */
   sm90_problem p[2];      /* 0: routed experts, 1: shared expert */
   const int32_t *tiles;   /* routed row tiles: (expert, first row) */
@@ -67,15 +64,11 @@ typedef struct sm90_gemm_args {
   mma_act act;            /* GEMM1 only */
 } sm90_gemm_args;
 
-/* Persistent launch: grid CTAs (clusters of SM90_CLUSTER; grid a multiple
- * of it, at most the co-resident clusters) walk every (row tile, pair of
- * N tiles). */
+/* Persistent launch: grid CTAs (<= SMs) walk every (row tile, N tile). */
 cudaError_t sm90_launch_gemm1(moe_dtype dt, const sm90_gemm_args *a, int grid,
                               cudaStream_t s);
 cudaError_t sm90_launch_gemm2(moe_dtype dt, const sm90_gemm_args *a, int grid,
                               cudaStream_t s);
-/* How many clusters of the GEMM can be resident at once (after prepare). */
-cudaError_t sm90_gemm_max_clusters(moe_dtype dt, int *n);
 /* Raises the kernels' shared-memory limit (once, at create). */
 cudaError_t sm90_gemm_prepare(moe_dtype dt);
 /* cudaFuncGetAttributes on the bf16 GEMM (is its image here?). */

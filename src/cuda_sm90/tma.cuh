@@ -5,9 +5,7 @@
  *          cudaGetDriverEntryPointByVersion: the library never links libcuda)
  *   device thin PTX wrappers: mbarrier (init, arrive, arrive.expect_tx,
  *          try_wait.parity), fence.proxy.async, cp.async.bulk.tensor (TMA
- *          2-D tile loads completing on an mbarrier, and their multicast
- *          to a cluster), cluster rank / barrier / remote arrive, wgmma
- *          shared-memory
+ *          2-D tile loads completing on an mbarrier), wgmma shared-memory
  *          descriptors, wgmma.mma_async m64n256k16 (bf16, f16; f32
  *          accumulators), wgmma fence / commit_group / wait_group, and
  *          setmaxnreg.
@@ -137,44 +135,6 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *m,
   asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::"
                "complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
                "l"((uint64_t)(uintptr_t)m), "r"(c0), "r"(c1), "r"(bar)
-               : "memory");
-}
-
-/* ---- clusters ---- */
-__device__ __forceinline__ uint32_t cluster_ctarank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-/* Every non-exited thread of the cluster; release/acquire orders shared
- * memory (barrier initialisation, last remote arrivals) across the CTAs. */
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\n"
-               "barrier.cluster.wait.acquire;\n" ::
-                   : "memory");
-}
-/* One arrival on the barrier at the same shared-memory offset in CTA
- * `cta` of the cluster (this CTA included). */
-__device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar,
-                                                    uint32_t cta) {
-  asm volatile("{\n .reg .b32 ra;\n"
-               " mapa.shared::cluster.u32 ra, %0, %1;\n"
-               " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
-               "}\n" ::"r"(bar),
-               "r"(cta)
-               : "memory");
-}
-/* TMA multicast: the box lands at offset dst in every CTA of `mask`, and
- * completes the barrier at offset bar in each of them. */
-__device__ __forceinline__ void tma_load_2d_mc(uint32_t dst,
-                                               const CUtensorMap *m, int c0,
-                                               int c1, uint32_t bar,
-                                               uint16_t mask) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::"
-               "complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], "
-               "[%4], %5;\n" ::"r"(dst),
-               "l"((uint64_t)(uintptr_t)m), "r"(c0), "r"(c1), "r"(bar),
-               "h"(mask)
                : "memory");
 }
 

@@ -143,15 +143,13 @@ typedef struct mma_impl {
   int pdl; /* programmatic dependent launch between the forward's kernels */
   const void *w13, *w2, *sw13, *sw2;
   const float *b13, *b2, *cbias;
-  int32_t *emap;     /* device [E] or NULL */
-  int Mc, P;         /* tokens and pairs per chunk */
-  int SRp, SRt;      /* GEMM1 split-K row capacity (pairs, tokens) */
-  int SR2p, SR2t;    /* GEMM2 split-K row capacity (pairs, tokens) */
-  long long Ip, Isp; /* act row strides (multiples of 8) */
-  void *ws;          /* one allocation; the rest point into it */
-  int32_t *ids, *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
-  int32_t *row_expert, *tiles, *n_tiles, *counts;
-  float *wts;
+  int32_t *emap;        /* device [E] or NULL */
+  int Mc, P;            /* tokens and pairs per chunk */
+  int SRp, SRt;         /* GEMM1 split-K row capacity (pairs, tokens) */
+  int SR2p, SR2t;       /* GEMM2 split-K row capacity (pairs, tokens) */
+  long long Ip, Isp;    /* act row strides (multiples of 8) */
+  void *ws;             /* one allocation; the rest point into it */
+  mma_dispatch_bufs rb; /* routing and permutation buffers */
   void *act, *act_sh;
   float *Y0, *Yx, *Ysh0, *Yshx, *P1, *P1s;
 } mma_impl;
@@ -174,26 +172,8 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
                              const moe_weights *w, void **impl, char *msg,
                              size_t n) {
   *impl = NULL;
-  if (w->memory != MOE_MEMORY_CUDA) {
-    snprintf(msg, n, "cuda-mma: weights must be in CUDA device memory");
-    return MOE_ERR_INVALID_ARGUMENT;
-  }
-  if (s->dtype != MOE_DTYPE_BF16 && s->dtype != MOE_DTYPE_F16) {
-    snprintf(msg, n, "cuda-mma: dtype %s has no kernel (bf16, f16 only)",
-             moe_dtype_name(s->dtype));
-    return MOE_ERR_UNSUPPORTED;
-  }
-  if (!(MOE_BIT(s->act) & (s->gated ? MMA_ACTS_GATED : MMA_ACTS_PLAIN))) {
-    snprintf(msg, n, "cuda-mma: %s %s has no kernel",
-             s->gated ? "gated" : "plain", moe_activation_name(s->act));
-    return MOE_ERR_UNSUPPORTED;
-  }
-  if (s->E > MMA_ROUTE_MAX_E || s->E_local > MMA_ROUTE_MAX_E ||
-      s->routing.n_group > MMA_ROUTE_MAX_GROUPS) {
-    snprintf(msg, n, "cuda-mma: E = %d, n_group = %d: at most %d and %d", s->E,
-             s->routing.n_group, MMA_ROUTE_MAX_E, MMA_ROUTE_MAX_GROUPS);
-    return MOE_ERR_UNSUPPORTED;
-  }
+  moe_status cst = mma_check_layer("cuda-mma", s, w, msg, n);
+  if (cst != MOE_OK) return cst;
   mma_impl *L = (mma_impl *)calloc(1, sizeof *L);
   if (!L) {
     snprintf(msg, n, "cuda-mma: out of host memory");
@@ -251,6 +231,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
                    cudaMemcpyHostToDevice),
         "cudaMemcpy(expert_map)");
   }
+  L->rb.emap = L->emap;
 
   const size_t es = moe_dtype_size(s->dtype);
   const long long Mc = s->max_tokens, P = Mc * s->k;
@@ -289,17 +270,17 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
                             : 0); /* P1s */
   CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
   char *b = (char *)L->ws;
-  L->ids = (int32_t *)(b + o[0]);
-  L->wts = (float *)(b + o[1]);
-  L->pair_e = (int32_t *)(b + o[2]);
-  L->rank = (int32_t *)(b + o[3]);
-  L->offsets = (int32_t *)(b + o[4]);
-  L->sorted_pair = (int32_t *)(b + o[5]);
-  L->sorted_tok = (int32_t *)(b + o[6]);
-  L->row_expert = (int32_t *)(b + o[7]);
-  L->tiles = (int32_t *)(b + o[8]);
-  L->n_tiles = (int32_t *)(b + o[9]);
-  L->counts = (int32_t *)(b + o[18]);
+  L->rb.ids = (int32_t *)(b + o[0]);
+  L->rb.wts = (float *)(b + o[1]);
+  L->rb.pair_e = (int32_t *)(b + o[2]);
+  L->rb.rank = (int32_t *)(b + o[3]);
+  L->rb.offsets = (int32_t *)(b + o[4]);
+  L->rb.sorted_pair = (int32_t *)(b + o[5]);
+  L->rb.sorted_tok = (int32_t *)(b + o[6]);
+  L->rb.row_expert = (int32_t *)(b + o[7]);
+  L->rb.tiles = (int32_t *)(b + o[8]);
+  L->rb.n_tiles = (int32_t *)(b + o[9]);
+  L->rb.counts = (int32_t *)(b + o[18]);
   L->act = b + o[10];
   L->act_sh = s->Is ? b + o[11] : NULL;
   L->Y0 = (float *)(b + o[12]);
@@ -313,33 +294,13 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
 #undef CKL
 }
 
-static mma_route_args route_args(const mma_impl *L, const float *logits, int M,
-                                 int32_t *ids, float *w) {
-  mma_route_args r;
-  memset(&r, 0, sizeof r);
-  r.logits = logits;
-  r.bias = L->cbias;
-  r.M = M;
-  r.E = L->s.E;
-  r.k = L->s.k;
-  r.scoring = L->s.routing.scoring;
-  r.n_group = L->s.routing.n_group;
-  r.topk_group = L->s.routing.topk_group;
-  r.renormalize = L->s.routing.renormalize;
-  r.scale = L->s.routing.routed_scaling_factor;
-  if (r.scale == 0.0f) r.scale = 1.0f;
-  r.ids = ids;
-  r.weights = w;
-  r.pdl = L->pdl;
-  return r;
-}
-
 static moe_status mma_route(void *impl, const float *logits, int M,
                             int32_t *ids, float *weights, void *stream,
                             char *msg, size_t n) {
   const mma_impl *L = (const mma_impl *)impl;
   if (M <= 0) return MOE_OK;
-  mma_route_args r = route_args(L, logits, M, ids, weights);
+  mma_route_args r =
+      mma_route_args_make(&L->s, L->cbias, logits, M, ids, weights, L->pdl);
   CK(mma_launch_route(&r, (cudaStream_t)stream), "route kernel launch");
   return MOE_OK;
 }
@@ -391,37 +352,11 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   const int BM = mma_cfg_bm(cfg), BN = mma_cfg_bn(cfg);
 
   /* ---- routing and permutation ---- */
-  mma_permute_args pa;
-  memset(&pa, 0, sizeof pa);
-  pa.ids = logits ? L->ids : ids_in;
-  pa.emap = L->emap;
-  pa.pairs = pairs;
-  pa.k = k;
-  pa.E = s->E;
-  pa.E_local = El;
-  pa.bm = BM;
-  pa.pair_e = L->pair_e;
-  pa.rank = L->rank;
-  pa.offsets = L->offsets;
-  pa.sorted_pair = L->sorted_pair;
-  pa.sorted_tok = L->sorted_tok;
-  pa.row_expert = L->row_expert;
-  pa.tiles = L->tiles;
-  pa.n_tiles = L->n_tiles;
-  pa.counts = L->counts;
-  pa.pdl = L->pdl;
-  const float *wts = logits ? L->wts : w_in;
-  if (logits) {
-    mma_route_args r = route_args(L, logits, mc, L->ids, L->wts);
-    if (mc <= MMA_FUSED_ROUTE_MAX_M) {
-      CK(mma_launch_route_permute(&r, &pa, st), "route+permute launch");
-    } else {
-      CK(mma_launch_route(&r, st), "route launch");
-      CK(mma_launch_permute(&pa, st), "permute launch");
-    }
-  } else {
-    CK(mma_launch_permute(&pa, st), "permute launch");
-  }
+  const char *what = "";
+  CK(mma_launch_dispatch(&L->rb, s, L->cbias, logits, ids_in, mc, BM, L->pdl,
+                         st, &what),
+     what);
+  const float *wts = logits ? L->rb.wts : w_in;
 
   /* ---- GEMM1 ---- */
   const long long mb = ((long long)pairs + (long long)ne * (BM - 1)) / BM;
@@ -429,9 +364,9 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   const int rows_ok = pairs <= L->SRp && mc <= L->SRt;
   mma_gemm_args g;
   memset(&g, 0, sizeof g);
-  g.tiles = L->tiles;
-  g.n_tiles = L->n_tiles;
-  g.offsets = L->offsets;
+  g.tiles = L->rb.tiles;
+  g.n_tiles = L->rb.n_tiles;
+  g.offsets = L->rb.offsets;
   g.shared_tiles = sh_tiles;
   g.pdl = L->pdl;
   g.act.act = s->act;
@@ -448,7 +383,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   mma_problem *p = &g.p[0];
   p->A = x;
   p->lda = H;
-  p->gather = L->sorted_tok;
+  p->gather = L->rb.sorted_tok;
   p->W = L->w13;
   p->w_stride = (long long)s->N1 * H;
   p->N = s->N1;
@@ -483,7 +418,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   if (grid1.x > 0) {
     CK(mma_launch_gemm1(s->dtype, cfg, &g, grid1, st), "gemm1 launch");
     if (S1 > 1)
-      CK(mma_launch_act_reduce(s->dtype, &g, L->row_expert, El, pairs, st),
+      CK(mma_launch_act_reduce(s->dtype, &g, L->rb.row_expert, El, pairs, st),
          "act_reduce launch");
   }
 
@@ -510,7 +445,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   p->out = S2 > 1 ? L->Yx : L->Y0;
   p->ldo = H;
   p->out_zstride = (long long)L->SR2p * H;
-  p->out_rows = L->sorted_pair;
+  p->out_rows = L->rb.sorted_pair;
   p->row_w = wts;
   p->kchunk = kchunk_of(s->I, S2);
   if (has_sh) {
@@ -540,7 +475,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   c.Ysh = has_sh ? (S2 > 1 ? L->Yshx : L->Ysh0) : NULL;
   c.ysh_zstride = (long long)L->SR2t * H;
   c.ysh_split = S2;
-  c.pair_e = L->pair_e;
+  c.pair_e = L->rb.pair_e;
   c.M = mc;
   c.k = k;
   c.H = H;

@@ -147,6 +147,30 @@ cudaError_t mma_launch_route_permute(const mma_route_args *r,
                                      const mma_permute_args *p, cudaStream_t s);
 cudaError_t mma_route_prepare(void);
 
+/* The routing and permutation buffers of a GPU layer (device memory). */
+typedef struct mma_dispatch_bufs {
+  int32_t *ids;        /* [pairs] routed ids (when the layer routes) */
+  float *wts;          /* [pairs] routed weights */
+  const int32_t *emap; /* [E] global -> local or -1; NULL: identity */
+  int32_t *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
+  int32_t *row_expert, *tiles, *n_tiles, *counts;
+} mma_dispatch_bufs;
+/* Routing arguments of shape s (correction bias used with sigmoid only). */
+mma_route_args mma_route_args_make(const moe_shape *s, const float *cbias,
+                                   const float *logits, int M, int32_t *ids,
+                                   float *w, int pdl);
+/* Routes mc tokens from logits into b->ids / b->wts (or takes ids_in when
+ * logits is NULL) and permutes the pairs into tiles of bm rows. On failure
+ * *what names the launch that failed. */
+cudaError_t mma_launch_dispatch(const mma_dispatch_bufs *b, const moe_shape *s,
+                                const float *cbias, const float *logits,
+                                const int32_t *ids_in, int mc, int bm, int pdl,
+                                cudaStream_t st, const char **what);
+/* What both GPU backends require of a layer (device weights, bf16/f16, an
+ * activation with a kernel, routing sizes); the message starts with name. */
+moe_status mma_check_layer(const char *name, const moe_shape *s,
+                           const moe_weights *w, char *msg, size_t n);
+
 /* ---- combine ---- */
 typedef struct mma_combine_args {
   const float *Y; /* routed rows [pair][H] per split */

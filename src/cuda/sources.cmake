@@ -5,6 +5,7 @@ set(MOE_CUDA_SOURCES
   src/cuda/query.cu
   src/cuda/route.cu
   src/cuda/permute.cu
+  src/cuda/dispatch.cu
   src/cuda/gemm1.cu
   src/cuda/gemm2.cu
   src/cuda/combine.cu

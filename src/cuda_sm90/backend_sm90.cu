@@ -119,12 +119,10 @@ typedef struct sm90_impl {
   double crossover; /* rows per expert below which mma serves */
   int sms;
   const float *b13, *b2, *cbias;
-  int32_t *emap; /* device [E] or NULL */
-  int Mc, P;     /* tokens and pairs per chunk */
-  void *ws;      /* one allocation; the rest point into it */
-  int32_t *ids, *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
-  int32_t *row_expert, *tiles, *n_tiles, *counts;
-  float *wts;
+  int32_t *emap;        /* device [E] or NULL */
+  int Mc, P;            /* tokens and pairs per chunk */
+  void *ws;             /* one allocation; the rest point into it */
+  mma_dispatch_bufs rb; /* routing and permutation buffers */
   void *xp, *xs, *act, *act_sh;
   float *Y, *Ysh;
   sm90_gemm_args g1, g2; /* tensor maps and fixed fields */
@@ -182,9 +180,9 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
     g->p[1].out = L->act_sh;
     g->p[1].ldo = s->Is;
   }
-  g->tiles = L->tiles;
-  g->n_tiles = L->n_tiles;
-  g->offsets = L->offsets;
+  g->tiles = L->rb.tiles;
+  g->n_tiles = L->rb.n_tiles;
+  g->offsets = L->rb.offsets;
   g->act.act = s->act;
   g->act.gated = s->gated;
   g->act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
@@ -202,7 +200,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   g->p[0].bias_stride = s->H;
   g->p[0].out = L->Y;
   g->p[0].ldo = H;
-  g->p[0].out_rows = L->sorted_pair;
+  g->p[0].out_rows = L->rb.sorted_pair;
   if (has_sh) {
     bad |= sm90_encode_2d(enc, &g->a[1], bf, L->act_sh, L->Mc, s->Is, s->Is,
                           SM90_BM);
@@ -214,9 +212,9 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
     g->p[1].out = L->Ysh;
     g->p[1].ldo = H;
   }
-  g->tiles = L->tiles;
-  g->n_tiles = L->n_tiles;
-  g->offsets = L->offsets;
+  g->tiles = L->rb.tiles;
+  g->n_tiles = L->rb.n_tiles;
+  g->offsets = L->rb.offsets;
   return bad ? -1 : 0;
 }
 
@@ -224,26 +222,8 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
                               const moe_weights *w, void **impl, char *msg,
                               size_t n) {
   *impl = NULL;
-  if (w->memory != MOE_MEMORY_CUDA) {
-    snprintf(msg, n, "cuda-sm90: weights must be in CUDA device memory");
-    return MOE_ERR_INVALID_ARGUMENT;
-  }
-  if (s->dtype != MOE_DTYPE_BF16 && s->dtype != MOE_DTYPE_F16) {
-    snprintf(msg, n, "cuda-sm90: dtype %s has no kernel (bf16, f16 only)",
-             moe_dtype_name(s->dtype));
-    return MOE_ERR_UNSUPPORTED;
-  }
-  if (!(MOE_BIT(s->act) & (s->gated ? MMA_ACTS_GATED : MMA_ACTS_PLAIN))) {
-    snprintf(msg, n, "cuda-sm90: %s %s has no kernel",
-             s->gated ? "gated" : "plain", moe_activation_name(s->act));
-    return MOE_ERR_UNSUPPORTED;
-  }
-  if (s->E > MMA_ROUTE_MAX_E || s->E_local > MMA_ROUTE_MAX_E ||
-      s->routing.n_group > MMA_ROUTE_MAX_GROUPS) {
-    snprintf(msg, n, "cuda-sm90: E = %d, n_group = %d: at most %d and %d", s->E,
-             s->routing.n_group, MMA_ROUTE_MAX_E, MMA_ROUTE_MAX_GROUPS);
-    return MOE_ERR_UNSUPPORTED;
-  }
+  moe_status cst = mma_check_layer("cuda-sm90", s, w, msg, n);
+  if (cst != MOE_OK) return cst;
   if (s->H % 8 || s->I % 8 || s->Is % 8) {
     snprintf(msg, n,
              "cuda-sm90: H = %d, I = %d, shared I = %d: multiples of "
@@ -299,6 +279,7 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
                    cudaMemcpyHostToDevice),
         "cudaMemcpy(expert_map)");
   }
+  L->rb.emap = L->emap;
 
   const size_t es = moe_dtype_size(s->dtype);
   const long long Mc = s->max_tokens, P = Mc * s->k;
@@ -325,17 +306,17 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   o[16] = carve(&off, s->Is ? Mc * H * 4 : 0);      /* Ysh */
   CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
   char *b = (char *)L->ws;
-  L->ids = (int32_t *)(b + o[0]);
-  L->wts = (float *)(b + o[1]);
-  L->pair_e = (int32_t *)(b + o[2]);
-  L->rank = (int32_t *)(b + o[3]);
-  L->offsets = (int32_t *)(b + o[4]);
-  L->sorted_pair = (int32_t *)(b + o[5]);
-  L->sorted_tok = (int32_t *)(b + o[6]);
-  L->row_expert = (int32_t *)(b + o[7]);
-  L->tiles = (int32_t *)(b + o[8]);
-  L->n_tiles = (int32_t *)(b + o[9]);
-  L->counts = (int32_t *)(b + o[10]);
+  L->rb.ids = (int32_t *)(b + o[0]);
+  L->rb.wts = (float *)(b + o[1]);
+  L->rb.pair_e = (int32_t *)(b + o[2]);
+  L->rb.rank = (int32_t *)(b + o[3]);
+  L->rb.offsets = (int32_t *)(b + o[4]);
+  L->rb.sorted_pair = (int32_t *)(b + o[5]);
+  L->rb.sorted_tok = (int32_t *)(b + o[6]);
+  L->rb.row_expert = (int32_t *)(b + o[7]);
+  L->rb.tiles = (int32_t *)(b + o[8]);
+  L->rb.n_tiles = (int32_t *)(b + o[9]);
+  L->rb.counts = (int32_t *)(b + o[10]);
   L->xp = b + o[11];
   L->xs = s->Is ? b + o[12] : NULL;
   L->act = b + o[13];
@@ -371,32 +352,13 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
 #undef CKL
 }
 
-static mma_route_args route_args(const sm90_impl *L, const float *logits, int M,
-                                 int32_t *ids, float *w) {
-  mma_route_args r;
-  memset(&r, 0, sizeof r);
-  r.logits = logits;
-  r.bias = L->cbias;
-  r.M = M;
-  r.E = L->s.E;
-  r.k = L->s.k;
-  r.scoring = L->s.routing.scoring;
-  r.n_group = L->s.routing.n_group;
-  r.topk_group = L->s.routing.topk_group;
-  r.renormalize = L->s.routing.renormalize;
-  r.scale = L->s.routing.routed_scaling_factor;
-  if (r.scale == 0.0f) r.scale = 1.0f;
-  r.ids = ids;
-  r.weights = w;
-  return r;
-}
-
 static moe_status sm90_route(void *impl, const float *logits, int M,
                              int32_t *ids, float *weights, void *stream,
                              char *msg, size_t n) {
   const sm90_impl *L = (const sm90_impl *)impl;
   if (M <= 0) return MOE_OK;
-  mma_route_args r = route_args(L, logits, M, ids, weights);
+  mma_route_args r =
+      mma_route_args_make(&L->s, L->cbias, logits, M, ids, weights, 0);
   CK(mma_launch_route(&r, (cudaStream_t)stream), "route kernel launch");
   return MOE_OK;
 }
@@ -415,36 +377,11 @@ static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
   const int ne = El < pairs ? El : pairs;
 
   /* ---- routing and permutation (cuda-mma's kernels), tiles of BM ---- */
-  mma_permute_args pa;
-  memset(&pa, 0, sizeof pa);
-  pa.ids = logits ? L->ids : ids_in;
-  pa.emap = L->emap;
-  pa.pairs = pairs;
-  pa.k = k;
-  pa.E = s->E;
-  pa.E_local = El;
-  pa.bm = SM90_BM;
-  pa.pair_e = L->pair_e;
-  pa.rank = L->rank;
-  pa.offsets = L->offsets;
-  pa.sorted_pair = L->sorted_pair;
-  pa.sorted_tok = L->sorted_tok;
-  pa.row_expert = L->row_expert;
-  pa.tiles = L->tiles;
-  pa.n_tiles = L->n_tiles;
-  pa.counts = L->counts;
-  const float *wts = logits ? L->wts : w_in;
-  if (logits) {
-    mma_route_args r = route_args(L, logits, mc, L->ids, L->wts);
-    if (mc <= MMA_FUSED_ROUTE_MAX_M) {
-      CK(mma_launch_route_permute(&r, &pa, st), "route+permute launch");
-    } else {
-      CK(mma_launch_route(&r, st), "route launch");
-      CK(mma_launch_permute(&pa, st), "permute launch");
-    }
-  } else {
-    CK(mma_launch_permute(&pa, st), "permute launch");
-  }
+  const char *what = "";
+  CK(mma_launch_dispatch(&L->rb, s, L->cbias, logits, ids_in, mc, SM90_BM, 0,
+                         st, &what),
+     what);
+  const float *wts = logits ? L->rb.wts : w_in;
 
   /* ---- the token gather (and the shared expert's copy of x) ---- */
   sm90_gather_args ga;
@@ -452,8 +389,8 @@ static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
   ga.x = x;
   ga.H = H;
   ga.vec = ((uintptr_t)x & 15) == 0;
-  ga.sorted_tok = L->sorted_tok;
-  ga.n_rows = L->offsets + El;
+  ga.sorted_tok = L->rb.sorted_tok;
+  ga.n_rows = L->rb.offsets + El;
   ga.max_rows = pairs;
   ga.xp = L->xp;
   ga.shared_rows = has_sh ? mc : 0;
@@ -488,7 +425,7 @@ static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
   c.Ysh = has_sh ? L->Ysh : NULL;
   c.ysh_zstride = (long long)L->Mc * H;
   c.ysh_split = 1;
-  c.pair_e = L->pair_e;
+  c.pair_e = L->rb.pair_e;
   c.M = mc;
   c.k = k;
   c.H = H;

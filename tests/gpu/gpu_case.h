@@ -44,5 +44,16 @@ void *gpu_dev_copy(const void *h, size_t bytes);
 void gpu_desc_of(const tcase *c, const host_layer *h, moe_layer_desc *d,
                  const char *backend);
 void gpu_to_f32(const void *p, size_t n, moe_dtype dt, float *o);
+/* Case c through the public API: the same layer on "cpu-ref" (host
+ * weights) and on `backend` (device weights), fresh random inputs, outputs
+ * poisoned first. Asserts: relative error < 1e-2 (no NaN), two runs
+ * bit-identical, routing ids equal to the reference's, an untouched output
+ * at M = 0. `tag` ends the printed line. */
+void gpu_run_case(const tcase *c, const char *backend, const char *tag);
+/* Every activation x five routing modes on a small shape, through run. */
+void gpu_cases_act_x_routing(void (*run)(const tcase *c));
+/* The five presets of DESIGN.md scaled down (H, I multiples of 8), M = 0. */
+#define GPU_N_PRESETS 5
+extern const tcase gpu_presets[GPU_N_PRESETS];
 
 #endif

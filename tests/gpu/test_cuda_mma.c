@@ -45,127 +45,7 @@ static int have_gpu(void) {
   } while (0)
 
 static void run_case(const tcase *c) {
-  tu_rng r = tu_rng_make((uint64_t)(uintptr_t)c->name ^ (uint64_t)c->M);
-  host_layer h;
-  gpu_make_host(c, &h, &r);
-  size_t es = moe_dtype_size(c->dt);
-  moe_context *ctx = NULL;
-  moe_context_options o;
-  moe_context_options_init(&o);
-  o.device_override = "";
-  o.num_threads = 1; /* the reference is small here */
-  assert_int_equal(moe_context_create(&o, &ctx), MOE_OK);
-
-  /* Reference on the CPU. */
-  moe_layer_desc d;
-  gpu_desc_of(c, &h, &d, "cpu-ref");
-  moe_weights hw = {MOE_MEMORY_HOST, h.w13, h.w2, h.b13, h.b2, h.cb,
-                    h.sw13,          h.sw2};
-  moe_layer *ref = NULL;
-  moe_status st = moe_layer_create(ctx, &d, &hw, &ref);
-  if (st != MOE_OK) fprintf(stderr, "cpu-ref: %s\n", moe_last_error(ctx));
-  assert_int_equal(st, MOE_OK);
-  size_t Mx = c->M > 0 ? (size_t)c->M : 1, nout = Mx * c->H;
-  void *ref_out = malloc(nout * es);
-  int32_t *ids = malloc(Mx * c->k * sizeof(int32_t));
-  float *wts = malloc(Mx * c->k * sizeof(float));
-  if (c->emap) {
-    assert_int_equal(moe_route(ref, h.logits, c->M, ids, wts, NULL), MOE_OK);
-    assert_int_equal(
-        moe_forward_routed(ref, h.x, ids, wts, c->M, ref_out, NULL), MOE_OK);
-  } else {
-    assert_int_equal(moe_forward(ref, h.x, h.logits, c->M, ref_out, NULL),
-                     MOE_OK);
-  }
-
-  /* The same on the GPU. */
-  void *dx = gpu_dev_copy(h.x, h.nx * es),
-       *dw13 = gpu_dev_copy(h.w13, h.nw13 * es);
-  void *dw2 = gpu_dev_copy(h.w2, h.nw2 * es);
-  void *dsw13 = gpu_dev_copy(h.sw13, h.nsw13 * es);
-  void *dsw2 = gpu_dev_copy(h.sw2, h.nsw2 * es);
-  float *dlog = gpu_dev_copy(h.logits, Mx * c->E * sizeof(float));
-  float *db13 = h.b13 ? gpu_dev_copy(h.b13, (size_t)h.El * h.N1 * 4) : NULL;
-  float *db2 = h.b2 ? gpu_dev_copy(h.b2, (size_t)h.El * c->H * 4) : NULL;
-  float *dcb = h.cb ? gpu_dev_copy(h.cb, (size_t)c->E * 4) : NULL;
-  int32_t *dids = gpu_dev_copy(ids, Mx * c->k * 4);
-  float *dwts = gpu_dev_copy(wts, Mx * c->k * 4);
-  void *dout = NULL, *dout2 = NULL;
-  assert_int_equal(moe_memops_cuda.alloc(&dout, nout * es), MOE_OK);
-  assert_int_equal(moe_memops_cuda.alloc(&dout2, nout * es), MOE_OK);
-  gpu_desc_of(c, &h, &d, "cuda-mma");
-  moe_weights dw = {MOE_MEMORY_CUDA, dw13, dw2, db13, db2, dcb, dsw13, dsw2};
-  moe_layer *gl = NULL;
-  st = moe_layer_create(ctx, &d, &dw, &gl);
-  if (st != MOE_OK) fprintf(stderr, "cuda-mma: %s\n", moe_last_error(ctx));
-  assert_int_equal(st, MOE_OK);
-  assert_string_equal(moe_layer_backend(gl), "cuda-mma");
-
-  void *got = malloc(nout * es), *got2 = malloc(nout * es);
-  float *fr = malloc(nout * sizeof(float)), *fg = malloc(nout * sizeof(float));
-#define FWD(out, strm)                                                         \
-  (c->emap ? moe_forward_routed(gl, dx, dids, dwts, c->M, out, strm)           \
-           : moe_forward(gl, dx, dlog, c->M, out, strm))
-  assert_int_equal(moe_memops_cuda.fill(dout, 0xFF, nout * es), MOE_OK);
-  st = FWD(dout, NULL);
-  if (st != MOE_OK) fprintf(stderr, "forward: %s\n", moe_last_error(ctx));
-  assert_int_equal(st, MOE_OK);
-  assert_int_equal(moe_memops_cuda.sync(), MOE_OK);
-  assert_int_equal(moe_memops_cuda.download(got, dout, nout * es), MOE_OK);
-  if (c->M == 0) {
-    assert_true(tu_all_poison(got, nout * es));
-  } else {
-    gpu_to_f32(ref_out, nout, c->dt, fr);
-    gpu_to_f32(got, nout, c->dt, fg);
-    double err = tu_rel_error(fg, fr, nout);
-    printf("  %-28s M=%-6d rel err %.2e\n", c->name, c->M, err);
-    assert_true(err < 1e-2);
-
-    /* Run to run: bit-identical. */
-    assert_int_equal(moe_memops_cuda.fill(dout2, 0xFF, nout * es), MOE_OK);
-    assert_int_equal(FWD(dout2, NULL), MOE_OK);
-    assert_int_equal(moe_memops_cuda.download(got2, dout2, nout * es), MOE_OK);
-    assert_memory_equal(got, got2, nout * es);
-
-    /* Routing ids agree with the reference exactly. */
-    if (!c->emap) {
-      int32_t *gid = malloc(Mx * c->k * 4), *rid = malloc(Mx * c->k * 4);
-      float *gw = malloc(Mx * c->k * 4), *rw = malloc(Mx * c->k * 4);
-      assert_int_equal(moe_route(ref, h.logits, c->M, rid, rw, NULL), MOE_OK);
-      assert_int_equal(moe_route(gl, dlog, c->M, dids, dwts, NULL), MOE_OK);
-      assert_int_equal(moe_memops_cuda.sync(), MOE_OK);
-      assert_int_equal(moe_memops_cuda.download(gid, dids, Mx * c->k * 4),
-                       MOE_OK);
-      assert_int_equal(moe_memops_cuda.download(gw, dwts, Mx * c->k * 4),
-                       MOE_OK);
-      for (size_t i = 0; i < (size_t)c->M * c->k; i++) {
-        if (gid[i] != rid[i])
-          fprintf(stderr, "id mismatch at %zu: %d vs %d\n", i, gid[i], rid[i]);
-        assert_int_equal(gid[i], rid[i]);
-        assert_true(fabsf(gw[i] - rw[i]) <= 1e-5f * (1.0f + fabsf(rw[i])));
-      }
-      free(gid);
-      free(rid);
-      free(gw);
-      free(rw);
-    }
-  }
-#undef FWD
-  moe_layer_destroy(gl);
-  moe_layer_destroy(ref);
-  moe_context_destroy(ctx);
-  void *dp[] = {dx,  dw13, dw2,  dsw13, dsw2, dlog, db13,
-                db2, dcb,  dids, dwts,  dout, dout2};
-  for (size_t i = 0; i < sizeof dp / sizeof dp[0]; i++)
-    moe_memops_cuda.release(dp[i]);
-  free(ref_out);
-  free(ids);
-  free(wts);
-  free(got);
-  free(got2);
-  free(fr);
-  free(fg);
-  gpu_free_host(&h);
+  gpu_run_case(c, "cuda-mma", "");
 }
 
 #define BF MOE_DTYPE_BF16
@@ -176,158 +56,17 @@ static void run_case(const tcase *c) {
 static void test_act_x_routing(void **state) {
   (void)state;
   NEED_GPU();
-  struct {
-    moe_activation a;
-    int gated;
-  } acts[] = {{MOE_ACT_SILU, 1}, {MOE_ACT_GELU, 1}, {MOE_ACT_SWIGLU_OAI, 1},
-              {MOE_ACT_SILU, 0}, {MOE_ACT_GELU, 0}, {MOE_ACT_RELU2, 0}};
-  struct {
-    moe_scoring sc;
-    int ng, tg, renorm, cb;
-    float scale;
-  } routes[] = {{SM, 0, 0, 0, 0, 0.0f},
-                {SM, 0, 0, 1, 0, 0.0f},
-                {SG, 0, 0, 1, 1, 2.5f},
-                {SG, 4, 2, 1, 1, 2.5f},
-                {SG, 4, 2, 0, 0, 1.0f}};
-  for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++)
-    for (size_t q = 0; q < sizeof routes / sizeof routes[0]; q++) {
-      tcase c = {"act x routing",
-                 16,
-                 4,
-                 128,
-                 64,
-                 0,
-                 acts[a].a,
-                 acts[a].gated,
-                 routes[q].sc,
-                 routes[q].ng,
-                 routes[q].tg,
-                 routes[q].renorm,
-                 routes[q].scale,
-                 routes[q].cb,
-                 acts[a].a == MOE_ACT_SWIGLU_OAI,
-                 BF,
-                 33,
-                 0,
-                 0,
-                 0};
-      run_case(&c);
-    }
+  gpu_cases_act_x_routing(run_case);
 }
-
-/* The five presets of DESIGN.md, E/H/I scaled down, the rest kept. */
-static const tcase presets[] = {
-    {"nemotron3-nano",
-     32,
-     6,
-     320,
-     232,
-     464,
-     MOE_ACT_RELU2,
-     0,
-     SG,
-     1,
-     1,
-     1,
-     2.5f,
-     1,
-     0,
-     BF,
-     0,
-     0,
-     0,
-     0},
-    {"qwen3-30b-a3b",
-     32,
-     8,
-     256,
-     96,
-     0,
-     MOE_ACT_SILU,
-     1,
-     SM,
-     0,
-     0,
-     1,
-     0.0f,
-     0,
-     0,
-     BF,
-     0,
-     0,
-     0,
-     0},
-    {"mixtral-8x7b",
-     8,
-     2,
-     512,
-     448,
-     0,
-     MOE_ACT_SILU,
-     1,
-     SM,
-     0,
-     0,
-     1,
-     0.0f,
-     0,
-     0,
-     BF,
-     0,
-     0,
-     0,
-     0},
-    {"deepseek-v3",
-     64,
-     8,
-     448,
-     128,
-     128,
-     MOE_ACT_SILU,
-     1,
-     SG,
-     8,
-     4,
-     1,
-     2.5f,
-     1,
-     0,
-     BF,
-     0,
-     0,
-     0,
-     0},
-    {"gpt-oss-120b",
-     32,
-     4,
-     360,
-     360,
-     0,
-     MOE_ACT_SWIGLU_OAI,
-     1,
-     SM,
-     0,
-     0,
-     1,
-     0.0f,
-     0,
-     1,
-     BF,
-     0,
-     0,
-     0,
-     0},
-};
 
 static void test_presets(void **state) {
   (void)state;
   NEED_GPU();
   const int Ms[] = {1, 4, 16, 64, 300};
   const size_t nm = quick() ? 2 : sizeof Ms / sizeof Ms[0];
-  for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
+  for (size_t p = 0; p < GPU_N_PRESETS; p++)
     for (size_t m = 0; m < nm; m++) {
-      tcase c = presets[p];
+      tcase c = gpu_presets[p];
       c.M = Ms[m];
       run_case(&c);
     }
@@ -389,7 +128,7 @@ static void test_edges(void **state) {
 static void test_graph(void **state) {
   (void)state;
   NEED_GPU();
-  const tcase *c = &presets[3];
+  const tcase *c = &gpu_presets[3];
   tu_rng r = tu_rng_make(77);
   host_layer h;
   tcase cc = *c;

@@ -1,0 +1,102 @@
+/*
+ * dispatch.cu - routing and the expert-sorted permutation of one chunk, as
+ * both GPU backends (cuda-mma, cuda-sm90) run them before their GEMMs:
+ * route + permute fused in one block up to MMA_FUSED_ROUTE_MAX_M tokens,
+ * two launches above, the permutation alone for caller-given ids; and the
+ * checks both backends make of a layer before building it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common.cuh"
+
+extern "C" mma_route_args mma_route_args_make(const moe_shape *s,
+                                              const float *cbias,
+                                              const float *logits, int M,
+                                              int32_t *ids, float *w, int pdl) {
+  mma_route_args r;
+  memset(&r, 0, sizeof r);
+  r.logits = logits;
+  r.bias = s->routing.scoring == MOE_SCORING_SIGMOID ? cbias : NULL;
+  r.M = M;
+  r.E = s->E;
+  r.k = s->k;
+  r.scoring = s->routing.scoring;
+  r.n_group = s->routing.n_group;
+  r.topk_group = s->routing.topk_group;
+  r.renormalize = s->routing.renormalize;
+  r.scale = s->routing.routed_scaling_factor;
+  if (r.scale == 0.0f) r.scale = 1.0f;
+  r.ids = ids;
+  r.weights = w;
+  r.pdl = pdl;
+  return r;
+}
+
+extern "C" cudaError_t
+mma_launch_dispatch(const mma_dispatch_bufs *b, const moe_shape *s,
+                    const float *cbias, const float *logits,
+                    const int32_t *ids_in, int mc, int bm, int pdl,
+                    cudaStream_t st, const char **what) {
+  mma_permute_args pa;
+  memset(&pa, 0, sizeof pa);
+  pa.ids = logits ? b->ids : ids_in;
+  pa.emap = b->emap;
+  pa.pairs = mc * s->k;
+  pa.k = s->k;
+  pa.E = s->E;
+  pa.E_local = s->E_local;
+  pa.bm = bm;
+  pa.pair_e = b->pair_e;
+  pa.rank = b->rank;
+  pa.offsets = b->offsets;
+  pa.sorted_pair = b->sorted_pair;
+  pa.sorted_tok = b->sorted_tok;
+  pa.row_expert = b->row_expert;
+  pa.tiles = b->tiles;
+  pa.n_tiles = b->n_tiles;
+  pa.counts = b->counts;
+  pa.pdl = pdl;
+  cudaError_t e;
+  if (!logits) {
+    *what = "permute launch";
+    return mma_launch_permute(&pa, st);
+  }
+  const mma_route_args r =
+      mma_route_args_make(s, cbias, logits, mc, b->ids, b->wts, pdl);
+  if (mc <= MMA_FUSED_ROUTE_MAX_M) {
+    *what = "route+permute launch";
+    return mma_launch_route_permute(&r, &pa, st);
+  }
+  *what = "route launch";
+  e = mma_launch_route(&r, st);
+  if (e != cudaSuccess) return e;
+  *what = "permute launch";
+  return mma_launch_permute(&pa, st);
+}
+
+extern "C" moe_status mma_check_layer(const char *name, const moe_shape *s,
+                                      const moe_weights *w, char *msg,
+                                      size_t n) {
+  if (w->memory != MOE_MEMORY_CUDA) {
+    snprintf(msg, n, "%s: weights must be in CUDA device memory", name);
+    return MOE_ERR_INVALID_ARGUMENT;
+  }
+  if (s->dtype != MOE_DTYPE_BF16 && s->dtype != MOE_DTYPE_F16) {
+    snprintf(msg, n, "%s: dtype %s has no kernel (bf16, f16 only)", name,
+             moe_dtype_name(s->dtype));
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (!(MOE_BIT(s->act) & (s->gated ? MMA_ACTS_GATED : MMA_ACTS_PLAIN))) {
+    snprintf(msg, n, "%s: %s %s has no kernel", name,
+             s->gated ? "gated" : "plain", moe_activation_name(s->act));
+    return MOE_ERR_UNSUPPORTED;
+  }
+  if (s->E > MMA_ROUTE_MAX_E || s->E_local > MMA_ROUTE_MAX_E ||
+      s->routing.n_group > MMA_ROUTE_MAX_GROUPS) {
+    snprintf(msg, n, "%s: E = %d, n_group = %d: at most %d and %d", name, s->E,
+             s->routing.n_group, MMA_ROUTE_MAX_E, MMA_ROUTE_MAX_GROUPS);
+    return MOE_ERR_UNSUPPORTED;
+  }
+  return MOE_OK;
+}

@@ -438,18 +438,25 @@ static moe_status sm90_forward(void *impl, const moe_batch *b, void *stream,
                                char *msg, size_t n) {
   sm90_impl *L = (sm90_impl *)impl;
   const moe_shape *s = &L->s;
-  if (L->mma && (double)b->M * s->k < L->crossover * s->E)
-    return moe_backend_cuda_mma.forward(L->mma, b, stream, msg, n);
   const size_t es = moe_dtype_size(s->dtype);
+  /* Chunks of at most Mc tokens, each on the path its own size picks (the
+   * tail of a long call can fall below the crossover). */
   for (int m0 = 0; m0 < b->M; m0 += L->Mc) {
     const int mc = b->M - m0 < L->Mc ? b->M - m0 : L->Mc;
     const size_t xo = (size_t)m0 * s->H * es;
-    moe_status st =
-        run_chunk(L, (const char *)b->x + xo,
-                  b->logits ? b->logits + (size_t)m0 * s->E : NULL,
-                  b->ids ? b->ids + (size_t)m0 * s->k : NULL,
-                  b->weights ? b->weights + (size_t)m0 * s->k : NULL, mc,
-                  (char *)b->out + xo, (cudaStream_t)stream, msg, n);
+    moe_batch c;
+    c.x = (const char *)b->x + xo;
+    c.logits = b->logits ? b->logits + (size_t)m0 * s->E : NULL;
+    c.ids = b->ids ? b->ids + (size_t)m0 * s->k : NULL;
+    c.weights = b->weights ? b->weights + (size_t)m0 * s->k : NULL;
+    c.M = mc;
+    c.out = (char *)b->out + xo;
+    moe_status st;
+    if (L->mma && (double)mc * s->k < L->crossover * s->E)
+      st = moe_backend_cuda_mma.forward(L->mma, &c, stream, msg, n);
+    else
+      st = run_chunk(L, c.x, c.logits, c.ids, c.weights, mc, c.out,
+                     (cudaStream_t)stream, msg, n);
     if (st != MOE_OK) return st;
   }
   return MOE_OK;

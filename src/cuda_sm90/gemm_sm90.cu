@@ -63,7 +63,16 @@ __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
 }
 
 #ifdef SM90_DEVICE
-/* GEMM1 epilogue: bias + activation, act rows of T. */
+/* Two adjacent elements of T in one 4-byte store (p 4-byte aligned). */
+__device__ __forceinline__ void store2(__nv_bfloat16 *p, float a, float b) {
+  *(__nv_bfloat162 *)p = __floats2bfloat162_rn(a, b);
+}
+__device__ __forceinline__ void store2(__half *p, float a, float b) {
+  *(__half2 *)p = __floats2half2_rn(a, b);
+}
+
+/* GEMM1 epilogue: bias + activation, act rows of T; a thread's two
+ * adjacent columns go out in one store. */
 template <class T>
 __device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
                                           const sm90_tile &tl,
@@ -77,19 +86,29 @@ __device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
     const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
     if (row >= tl.row_end) continue;
     T *o = (T *)P.out + row * P.ldo;
+    const int even = (P.ldo & 1) == 0; /* rows 4-byte aligned */
     if (ac.gated && P.halves) {
       /* columns 0-127: gate j0 + c, columns 128-255: up j0 + c */
       const int I = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
 #pragma unroll
-      for (int g = 0; g < 16; g++)
+      for (int g = 0; g < 16; g++) {
+        const int j = j0 + 8 * g + 2 * (l & 3);
+        if (j >= I) continue;
+        float v[2];
 #pragma unroll
         for (int q = 0; q < 2; q++) {
-          const int j = j0 + 8 * g + 2 * (l & 3) + q;
-          if (j >= I) continue;
-          float gt = d[g * 4 + h * 2 + q] + (b ? b[j] : 0.0f);
-          float up = d[(g + 16) * 4 + h * 2 + q] + (b ? b[I + j] : 0.0f);
-          o[j] = from_f32<T>(act_apply(ac, gt, up));
+          const int jq = j + q < I ? j + q : j;
+          float gt = d[g * 4 + h * 2 + q] + (b ? b[jq] : 0.0f);
+          float up = d[(g + 16) * 4 + h * 2 + q] + (b ? b[I + jq] : 0.0f);
+          v[q] = act_apply(ac, gt, up);
         }
+        if (j + 1 < I && even) {
+          store2(o + j, v[0], v[1]);
+        } else {
+          o[j] = from_f32<T>(v[0]);
+          if (j + 1 < I) o[j + 1] = from_f32<T>(v[1]);
+        }
+      }
     } else if (ac.gated) {
       /* interleaved rows: columns (2j, 2j + 1) are (gate j, up j) */
 #pragma unroll
@@ -103,14 +122,24 @@ __device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
       }
     } else {
 #pragma unroll
-      for (int g = 0; g < 32; g++)
-#pragma unroll
-        for (int q = 0; q < 2; q++) {
-          const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3) + q;
-          if (col >= P.N) continue;
-          o[col] = from_f32<T>(
-              act_apply(ac, d[g * 4 + h * 2 + q] + (b ? b[col] : 0.0f), 0.0f));
+      for (int g = 0; g < 32; g++) {
+        const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
+        if (col >= P.N) continue;
+        const float v0 =
+            act_apply(ac, d[g * 4 + h * 2] + (b ? b[col] : 0.0f), 0.0f);
+        if (col + 1 < P.N) {
+          const float v1 = act_apply(
+              ac, d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f), 0.0f);
+          if (even) {
+            store2(o + col, v0, v1);
+          } else {
+            o[col] = from_f32<T>(v0);
+            o[col + 1] = from_f32<T>(v1);
+          }
+        } else {
+          o[col] = from_f32<T>(v0);
         }
+      }
     }
   }
 }

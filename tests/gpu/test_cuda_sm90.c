@@ -89,12 +89,16 @@ static moe_status gpu_forward(void *impl, const void *x, const float *logits,
 }
 
 /* Every case on the wgmma path (crossover 0), then, where the default
- * crossover hands the call to cuda-mma's kernels, once more that way. */
+ * crossover hands a chunk of the call (max_tokens each; 0: 4096) to
+ * cuda-mma's kernels, once more that way. */
 static void run_case(const tcase *c) {
   setenv("MOE_SM90_CROSSOVER", "0", 1);
   gpu_run_case(c, "cuda-sm90", "");
   unsetenv("MOE_SM90_CROSSOVER");
-  if (c->M > 0 && (double)c->M * c->k < SM90_CROSSOVER * c->E)
+  const int mt = c->max_tokens > 0 ? c->max_tokens : 4096;
+  const int last = c->M % mt ? c->M % mt : mt; /* the smallest chunk */
+  if (c->M > 0 &&
+      (double)(c->M < mt ? c->M : last) * c->k < SM90_CROSSOVER * c->E)
     gpu_run_case(c, "cuda-sm90", "  (cuda-mma path)");
 }
 
@@ -162,6 +166,9 @@ static void test_edges(void **state) {
   if (quick()) return;
   c = base, c.name = "chunks past max_tokens", c.M = 1000, c.max_tokens = 256;
   c.Is = 64;
+  run_case(&c);
+  c = base, c.name = "tail chunk below crossover", c.M = 1000;
+  c.max_tokens = 330; /* chunks 330, 330, 330, 10 */
   run_case(&c);
   c = base, c.name = "M=16384", c.E = 16, c.k = 4, c.H = 128, c.I = 64;
   c.M = 16384, c.max_tokens = 16384;

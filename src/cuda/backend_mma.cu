@@ -200,12 +200,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
       return st;                                                               \
     }                                                                          \
   } while (0)
-  if (!L->sms) {
-    int dev = 0;
-    CKL(cudaGetDevice(&dev), "cudaGetDevice");
-    CKL(cudaDeviceGetAttribute(&L->sms, cudaDevAttrMultiProcessorCount, dev),
-        "cudaDeviceGetAttribute");
-  }
+  if (!L->sms) CKL(mma_device_sms(&L->sms), "cudaDeviceGetAttribute(SMs)");
   {
     /* PDL needs sm_90+ and kernels that hold griddepcontrol: only where
      * this build has SASS for the device (PTX of an older arch has none). */
@@ -224,13 +219,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
   CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");
   CKL(mma_route_prepare(), "cudaFuncSetAttribute(route)");
-  if (s->expert_map) {
-    CKL(cudaMalloc((void **)&L->emap, (size_t)s->E * sizeof(int32_t)),
-        "cudaMalloc(expert_map)");
-    CKL(cudaMemcpy(L->emap, s->expert_map, (size_t)s->E * sizeof(int32_t),
-                   cudaMemcpyHostToDevice),
-        "cudaMemcpy(expert_map)");
-  }
+  CKL(mma_upload_expert_map(s, &L->emap), "expert_map upload");
   L->rb.emap = L->emap;
 
   const size_t es = moe_dtype_size(s->dtype);

@@ -2,8 +2,9 @@
  * dispatch.cu - routing and the expert-sorted permutation of one chunk, as
  * both GPU backends (cuda-mma, cuda-sm90) run them before their GEMMs:
  * route + permute fused in one block up to MMA_FUSED_ROUTE_MAX_M tokens,
- * two launches above, the permutation alone for caller-given ids; and the
- * checks both backends make of a layer before building it.
+ * two launches above, the permutation alone for caller-given ids; and what
+ * both backends do at create: the layer checks, the SM count, the expert
+ * map's device copy.
  */
 #include <stdio.h>
 #include <string.h>
@@ -99,4 +100,25 @@ extern "C" moe_status mma_check_layer(const char *name, const moe_shape *s,
     return MOE_ERR_UNSUPPORTED;
   }
   return MOE_OK;
+}
+
+extern "C" cudaError_t mma_device_sms(int *sms) {
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess)
+    e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
+  return e;
+}
+
+extern "C" cudaError_t mma_upload_expert_map(const moe_shape *s,
+                                             int32_t **dev) {
+  *dev = NULL;
+  if (!s->expert_map) return cudaSuccess;
+  const size_t bytes = (size_t)s->E * sizeof(int32_t);
+  cudaError_t e = cudaMalloc((void **)dev, bytes);
+  if (e != cudaSuccess) {
+    *dev = NULL;
+    return e;
+  }
+  return cudaMemcpy(*dev, s->expert_map, bytes, cudaMemcpyHostToDevice);
 }

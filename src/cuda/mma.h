@@ -170,6 +170,11 @@ cudaError_t mma_launch_dispatch(const mma_dispatch_bufs *b, const moe_shape *s,
  * activation with a kernel, routing sizes); the message starts with name. */
 moe_status mma_check_layer(const char *name, const moe_shape *s,
                            const moe_weights *w, char *msg, size_t n);
+/* The current device's SM count. */
+cudaError_t mma_device_sms(int *sms);
+/* A device copy of s->expert_map in *dev (NULL without a map); on failure
+ * *dev holds what the caller frees (or NULL). */
+cudaError_t mma_upload_expert_map(const moe_shape *s, int32_t **dev);
 
 /* ---- combine ---- */
 typedef struct mma_combine_args {

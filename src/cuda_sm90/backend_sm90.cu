@@ -264,21 +264,10 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
       return st;                                                               \
     }                                                                          \
   } while (0)
-  if (!L->sms) {
-    int dev = 0;
-    CKL(cudaGetDevice(&dev), "cudaGetDevice");
-    CKL(cudaDeviceGetAttribute(&L->sms, cudaDevAttrMultiProcessorCount, dev),
-        "cudaDeviceGetAttribute");
-  }
+  if (!L->sms) CKL(mma_device_sms(&L->sms), "cudaDeviceGetAttribute(SMs)");
   CKL(sm90_gemm_prepare(s->dtype), "cudaFuncSetAttribute(sm90 gemm)");
   CKL(mma_route_prepare(), "cudaFuncSetAttribute(route)");
-  if (s->expert_map) {
-    CKL(cudaMalloc((void **)&L->emap, (size_t)s->E * sizeof(int32_t)),
-        "cudaMalloc(expert_map)");
-    CKL(cudaMemcpy(L->emap, s->expert_map, (size_t)s->E * sizeof(int32_t),
-                   cudaMemcpyHostToDevice),
-        "cudaMemcpy(expert_map)");
-  }
+  CKL(mma_upload_expert_map(s, &L->emap), "expert_map upload");
   L->rb.emap = L->emap;
 
   const size_t es = moe_dtype_size(s->dtype);

@@ -122,3 +122,15 @@ extern "C" cudaError_t mma_upload_expert_map(const moe_shape *s,
   }
   return cudaMemcpy(*dev, s->expert_map, bytes, cudaMemcpyHostToDevice);
 }
+
+extern "C" moe_status mma_cuda_status(const char *name, cudaError_t e,
+                                      const char *what, char *msg, size_t n) {
+  (void)cudaGetLastError(); /* clear a non-sticky error */
+  snprintf(msg, n, "%s: %s: %s (%s)", name, what, cudaGetErrorString(e),
+           cudaGetErrorName(e));
+  if (e == cudaErrorNoKernelImageForDevice ||
+      e == cudaErrorInvalidDeviceFunction)
+    return MOE_ERR_NO_KERNEL_IMAGE;
+  if (e == cudaErrorMemoryAllocation) return MOE_ERR_OUT_OF_MEMORY;
+  return MOE_ERR_DEVICE;
+}

@@ -170,6 +170,10 @@ cudaError_t mma_launch_dispatch(const mma_dispatch_bufs *b, const moe_shape *s,
  * activation with a kernel, routing sizes); the message starts with name. */
 moe_status mma_check_layer(const char *name, const moe_shape *s,
                            const moe_weights *w, char *msg, size_t n);
+/* A failed CUDA call as a status with a message "name: what: error"
+ * (a missing kernel image and out-of-memory keep their own statuses). */
+moe_status mma_cuda_status(const char *name, cudaError_t e, const char *what,
+                           char *msg, size_t n);
 /* The current device's SM count. */
 cudaError_t mma_device_sms(int *sms);
 /* A device copy of s->expert_map in *dev (NULL without a map); on failure

@@ -84,14 +84,7 @@ static int sm90_kernel_compiled(int sm, moe_dtype dt, moe_activation act,
 /* ---- errors ---- */
 static moe_status cuda_fail(cudaError_t e, const char *what, char *msg,
                             size_t n) {
-  (void)cudaGetLastError(); /* clear a non-sticky error */
-  snprintf(msg, n, "cuda-sm90: %s: %s (%s)", what, cudaGetErrorString(e),
-           cudaGetErrorName(e));
-  if (e == cudaErrorNoKernelImageForDevice ||
-      e == cudaErrorInvalidDeviceFunction)
-    return MOE_ERR_NO_KERNEL_IMAGE;
-  if (e == cudaErrorMemoryAllocation) return MOE_ERR_OUT_OF_MEMORY;
-  return MOE_ERR_DEVICE;
+  return mma_cuda_status("cuda-sm90", e, what, msg, n);
 }
 #define CK(call, what)                                                         \
   do {                                                                         \

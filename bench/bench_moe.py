@@ -110,12 +110,13 @@ class Moe:
         d.routing.routed_scaling_factor = p["scale"]
         d.shared_intermediate = p["Is"]
         d.max_tokens = max_tokens
-        # "cuda-sm90-gemm": cuda-sm90 with its crossover at 0, so that every
-        # call takes the wgmma GEMMs (to measure the crossover).
-        env_old = os.environ.get("MOE_SM90_CROSSOVER")
-        if backend == "cuda-sm90-gemm":
-            os.environ["MOE_SM90_CROSSOVER"] = "0"
-        d.backend = backend.replace("-gemm", "").encode()
+        # Variants: a backend with one tuning variable set at create, to
+        # measure a path on its own (VARIANTS).
+        base, env = VARIANTS.get(backend, (backend, None))
+        env_old = os.environ.get(env[0]) if env else None
+        if env:
+            os.environ[env[0]] = env[1]
+        d.backend = base.encode()
         d.self_check = 1
         ww = Weights(1, ptr(w["w13"]), ptr(w["w2"]), ptr(w.get("b13")),
                      ptr(w.get("b2")), ptr(w.get("cb")), ptr(w.get("sw13")),
@@ -123,11 +124,11 @@ class Moe:
         h = C.c_void_p()
         st = self.lib.moe_layer_create(self.ctx, C.byref(d), C.byref(ww),
                                        C.byref(h))
-        if backend == "cuda-sm90-gemm":
+        if env:
             if env_old is None:
-                os.environ.pop("MOE_SM90_CROSSOVER")
+                os.environ.pop(env[0])
             else:
-                os.environ["MOE_SM90_CROSSOVER"] = env_old
+                os.environ[env[0]] = env_old
         if st != 0:
             raise RuntimeError("moe_layer_create: %d %s" % (
                 st, self.lib.moe_last_error(self.ctx).decode()))
@@ -339,6 +340,17 @@ def floor_us(p, ids, M):
     return max(byts / BW_PEAK, flops / FLOPS_PEAK) * 1e6, byts, flops
 
 
+# Pseudo-backends: (backend, (variable, value) set while it is created).
+VARIANTS = {
+    # cuda-sm90 with every call on its wgmma GEMMs (crossover at 0)
+    "cuda-sm90-gemm": ("cuda-sm90", ("MOE_SM90_CROSSOVER", "0")),
+    # cuda-mma without its decode kernel (the tile path at every M)
+    "cuda-mma-tile": ("cuda-mma", ("MOE_MMA_DECODE_ROWS", "0")),
+    # cuda-mma with the decode kernel wherever its workspace allows
+    "cuda-mma-decode": ("cuda-mma", ("MOE_MMA_DECODE_ROWS", "100000")),
+}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default="build/libmoe.so")
@@ -348,8 +360,8 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--backends", default="cuda-mma",
-                    help="comma-separated; cuda-sm90-gemm = cuda-sm90 with "
-                    "every call on its wgmma GEMMs")
+                    help="comma-separated; also the variants " +
+                    ", ".join(VARIANTS))
     ap.add_argument("--ab-pdl", action="store_true",
                     help="also time M <= 256 with MOE_CUDA_PDL=1")
     a = ap.parse_args()

@@ -6,6 +6,9 @@
  *   [route +] permute -> gemm1 (+ shared) [-> act_reduce] -> gemm2 (+ shared)
  *   -> combine
  *
+ * or, with few rows per expert (decode), [route +] permute -> decode: one
+ * persistent kernel for both GEMMs and the combine (decode.cu).
+ *
  * Every launch is stream-ordered on the caller's stream, nothing is
  * allocated or synchronised per call, so a forward can be captured in a
  * CUDA graph. Launch shapes depend only on M and the layer shape (host
@@ -102,9 +105,11 @@ static int table_has(const mma_inst *t, int n, moe_dtype dt, moe_activation a,
 static int mma_kernel_compiled(int sm, moe_dtype dt, moe_activation act,
                                int gated) {
   if (sm < 80 || !image_for(sm)) return 0;
-  const mma_inst *t1, *t2;
+  const mma_inst *t1, *t2, *t3;
   int n1 = mma_gemm1_instances(&t1), n2 = mma_gemm2_instances(&t2);
-  return table_has(t1, n1, dt, act, gated) && table_has(t2, n2, dt, act, gated);
+  int n3 = mma_decode_instances(&t3);
+  return table_has(t1, n1, dt, act, gated) &&
+         table_has(t2, n2, dt, act, gated) && table_has(t3, n3, dt, act, gated);
 }
 
 /* ---- errors ---- */
@@ -126,6 +131,7 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 
 /* ---- per-layer state ---- */
 #define MMA_SPLIT_MAX 8
+#define MMA_DECODE_ROWS 0.0f         /* default of MOE_MMA_DECODE_ROWS: off */
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
 #define MMA_SPLIT2_BYTES (128 << 20) /* ... and their size cap */
@@ -145,6 +151,10 @@ typedef struct mma_impl {
   mma_dispatch_bufs rb; /* routing and permutation buffers */
   void *act, *act_sh;
   float *Y0, *Yx, *Ysh0, *Yshx, *P1, *P1s;
+  /* decode path: used while the mean rows per active expert <= dec_rows */
+  float dec_rows;
+  int dec_ok, dec_ctas, dec_tile_cap;
+  int32_t *dec_ctr; /* counters, zero between calls */
 } mma_impl;
 
 static void mma_destroy(void *p) {
@@ -153,6 +163,10 @@ static void mma_destroy(void *p) {
   if (L->ws) (void)cudaFree(L->ws);
   if (L->emap) (void)cudaFree(L->emap);
   free(L);
+}
+
+static int aligned16(const void *p, long long ld) {
+  return ((uintptr_t)p & 15) == 0 && (ld & 7) == 0;
 }
 
 static size_t carve(size_t *off, size_t bytes) {
@@ -250,6 +264,10 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   o[16] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * s->N1 * 4); /* P1 */
   o[17] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * s->N1s * 4
                             : 0); /* P1s */
+  /* Decode: Y planes in Yx / Yshx, so up to SR2p pairs and SR2t tokens. */
+  L->dec_tile_cap = (L->SR2t + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS + L->SR2p;
+  const long long nctr = mma_decode_ctr_count(L->dec_tile_cap, L->SR2t, s->H);
+  o[19] = carve(&off, (size_t)nctr * 4);
   CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
   char *b = (char *)L->ws;
   L->rb.ids = (int32_t *)(b + o[0]);
@@ -271,6 +289,32 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   L->Yshx = s->Is ? (float *)(b + o[15]) : NULL;
   L->P1 = (float *)(b + o[16]);
   L->P1s = s->Is ? (float *)(b + o[17]) : NULL;
+  L->dec_ctr = (int32_t *)(b + o[19]);
+  {
+    /* MOE_MMA_DECODE_ROWS: the largest mean rows per active expert served
+     * by the decode kernel (0: never). Off by default: on an H200 it
+     * streams slower than the tile path (bench/NOTES.md, "decode kernel"). */
+    const char *e = getenv("MOE_MMA_DECODE_ROWS");
+    L->dec_rows = MMA_DECODE_ROWS;
+    if (e && *e) {
+      char *end = NULL;
+      double v = strtod(e, &end);
+      if (end != e && v >= 0.0) L->dec_rows = (float)v;
+    }
+    /* 16-byte rows everywhere (cp.async) or the tile path serves. */
+    L->dec_ok =
+        s->H % 8 == 0 && s->I % 8 == 0 && s->Is % 8 == 0 &&
+        aligned16(w->w13, 8) && aligned16(w->w2, 8) &&
+        (!s->Is || (aligned16(w->shared_w13, 8) && aligned16(w->shared_w2, 8)));
+    CKL(mma_decode_prepare(s->dtype, &L->dec_ctas), "decode kernel set-up");
+    if (L->dec_ctas < 1 || L->dec_rows <= 0.0f) L->dec_ok = 0;
+    if (L->dec_ok) {
+      /* Zero the counters once; every call leaves them zero. This create
+       * is the only place that waits for the device. */
+      CKL(cudaMemset(L->dec_ctr, 0, (size_t)nctr * 4), "cudaMemset(counters)");
+      CKL(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    }
+  }
   *impl = L;
   return MOE_OK;
 #undef CKL
@@ -310,8 +354,87 @@ static int kchunk_of(int K, int S) {
   return (c + MMA_BK - 1) / MMA_BK * MMA_BK;
 }
 
-static int aligned16(const void *p, long long ld) {
-  return ((uintptr_t)p & 15) == 0 && (ld & 7) == 0;
+/* K splits of GEMM2 in the decode kernel: at least MMA_DEC_KC2 per split,
+ * at most MMA_SPLIT_MAX splits (the Y planes), a multiple of the stage K. */
+static void dec_splits(int K, int *z, int *kc) {
+  int zz = (K + MMA_DEC_KC2 - 1) / MMA_DEC_KC2;
+  if (zz > MMA_SPLIT_MAX) zz = MMA_SPLIT_MAX;
+  if (zz < 1) zz = 1;
+  int c = (K + zz - 1) / zz;
+  c = (c + MMA_DEC_KS - 1) / MMA_DEC_KS * MMA_DEC_KS;
+  if (c < MMA_DEC_KS) c = MMA_DEC_KS;
+  *z = (K + c - 1) / c; /* rounding c up may leave a split empty: drop it */
+  *kc = c;
+}
+
+/* One decode chunk: permutation into 8-row tiles, then the decode kernel
+ * (both GEMMs and the combine). */
+static moe_status run_decode(mma_impl *L, const void *x, const float *logits,
+                             const int32_t *ids_in, const float *w_in, int mc,
+                             void *out, cudaStream_t st, char *msg, size_t n) {
+  const moe_shape *s = &L->s;
+  const int k = s->k, pairs = mc * k, El = s->E_local, H = s->H;
+  const int has_sh = s->Is > 0;
+  const char *what = "";
+  CK(mma_launch_dispatch(&L->rb, s, L->cbias, logits, ids_in, mc, MMA_DEC_ROWS,
+                         L->pdl, st, &what),
+     what);
+  mma_decode_args a;
+  memset(&a, 0, sizeof a);
+  a.x = x;
+  a.w13 = L->w13;
+  a.w2 = L->w2;
+  a.sw13 = has_sh ? L->sw13 : NULL;
+  a.sw2 = has_sh ? L->sw2 : NULL;
+  a.b13 = L->b13;
+  a.b2 = L->b2;
+  a.H = H;
+  a.I = s->I;
+  a.Is = s->Is;
+  a.N1 = s->N1;
+  a.N1s = s->N1s;
+  a.act.act = s->act;
+  a.act.gated = s->gated;
+  a.act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
+  a.act.alpha = s->swiglu_alpha;
+  a.act.limit = s->swiglu_limit;
+  a.tiles = L->rb.tiles;
+  a.n_tiles = L->rb.n_tiles;
+  a.offsets = L->rb.offsets;
+  a.sorted_tok = L->rb.sorted_tok;
+  a.sorted_pair = L->rb.sorted_pair;
+  a.pair_e = L->rb.pair_e;
+  a.wts = logits ? L->rb.wts : w_in;
+  a.mc = mc;
+  a.k = k;
+  a.sh_tiles = has_sh ? (mc + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS : 0;
+  dec_splits(s->I, &a.z2, &a.kc2);
+  dec_splits(has_sh ? s->Is : 1, &a.z2s, &a.kc2s);
+  a.abuf = L->act;
+  a.abuf_sh = L->act_sh;
+  a.ld_act = L->Ip;
+  a.ld_act_sh = L->Isp;
+  a.Y = L->Yx;
+  a.y_zstride = (long long)L->SR2p * H;
+  a.Ysh = has_sh ? L->Yshx : NULL;
+  a.ysh_zstride = (long long)L->SR2t * H;
+  a.ctr = L->dec_ctr;
+  a.tile_cap = L->dec_tile_cap;
+  a.out = out;
+  /* Grid: resident CTAs, or fewer when there are fewer units than that. */
+  const int ne = El < pairs ? El : pairs;
+  long long tb = ((long long)pairs + 7LL * ne) / MMA_DEC_ROWS;
+  if (tb > pairs) tb = pairs;
+  const long long ncb = (H + MMA_DEC_WROWS - 1) / MMA_DEC_WROWS;
+  const long long units =
+      (has_sh ? 0 : (mc + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS) +
+      tb * ((s->N1 + 15) / 16 + ncb * a.z2) +
+      a.sh_tiles * ((s->N1s + 15) / 16 + ncb * a.z2s);
+  long long grid = (long long)L->dec_ctas * L->sms;
+  if (grid > units) grid = units;
+  if (grid < 1) grid = 1;
+  CK(mma_launch_decode(s->dtype, &a, (int)grid, st), "decode launch");
+  return MOE_OK;
 }
 
 /* One chunk of at most Mc tokens. */
@@ -322,8 +445,11 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   const int k = s->k, pairs = mc * k, El = s->E_local, H = s->H;
   const int has_sh = s->Is > 0;
 
-  /* Tile shape from the mean rows per active expert. */
+  /* Decode kernel, or tiles shaped by the mean rows per active expert. */
   const int ne = El < pairs ? El : pairs;
+  if (L->dec_ok && ne > 0 && pairs <= L->dec_rows * ne && pairs <= L->SR2p &&
+      mc <= L->SR2t)
+    return run_decode(L, x, logits, ids_in, w_in, mc, out, st, msg, n);
   const int avg = ne > 0 ? pairs / ne : pairs;
   /* Tile rows from the mean rows per active expert (bench/NOTES.md: the
    * 16-row tile streams weights best while experts hold few rows; with
@@ -498,5 +624,7 @@ extern "C" const moe_backend moe_backend_cuda_mma = {
     mma_destroy,
     mma_route,
     mma_forward,
-    0, /* its split-K choice is checked by tests/gpu, not the self-check */
+    /* one path at a time: the decode kernel is off unless asked for
+     * (MOE_MMA_DECODE_ROWS), and tests/gpu checks both */
+    0,
 };

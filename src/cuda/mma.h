@@ -106,6 +106,47 @@ typedef struct mma_inst {
 int mma_gemm1_instances(const mma_inst **tab);
 int mma_gemm2_instances(const mma_inst **tab);
 
+/* ---- decode: GEMM1, GEMM2 and the combine in one persistent kernel ----
+ * For few rows per expert. Work units, taken in order from a device queue:
+ * zero units (tokens with no contribution; only without a shared expert),
+ * GEMM1 units (8-row tile x 16 weight rows x all of H), GEMM2 units (tile x
+ * 16 output columns x one K split of I). A GEMM2 unit waits until every
+ * GEMM1 unit of its tile is done (done1[tile]); units only wait on units
+ * taken earlier, so any number of resident CTAs makes progress. The last
+ * contribution to a (token, 16 columns) block sums its Y planes in slot and
+ * split order and writes out (no float atomics: bit-identical). The last
+ * CTA to retire zeroes the counters for the next call. */
+#define MMA_DEC_ROWS 8   /* rows of a decode tile (the MMA's N) */
+#define MMA_DEC_WROWS 16 /* weight rows of a unit (the MMA's M) */
+#define MMA_DEC_KS 256   /* K per pipeline stage */
+#define MMA_DEC_KC2 1024 /* GEMM2 K per split, at least (<= 8 splits) */
+typedef struct mma_decode_args {
+  const void *x; /* [mc][H] */
+  const void *w13, *w2, *sw13, *sw2;
+  const float *b13, *b2; /* [E_local][N1], [E_local][H] or NULL */
+  int H, I, Is, N1, N1s;
+  mma_act act;
+  const int32_t *tiles, *n_tiles, *offsets; /* permutation, 8-row tiles */
+  const int32_t *sorted_tok, *sorted_pair, *pair_e;
+  const float *wts; /* [pairs] routing weights */
+  int mc, k, sh_tiles;
+  int z2, kc2, z2s, kc2s; /* GEMM2 K splits (routed, shared) */
+  void *abuf, *abuf_sh;   /* activations [rows][ld_act], [mc][ld_act_sh] */
+  long long ld_act, ld_act_sh;
+  float *Y, *Ysh; /* [z][pair][H], [z][token][H] */
+  long long y_zstride, ysh_zstride;
+  int32_t *ctr; /* [2 + tile_cap + mc_cap * ceil(H / 16)], zero between calls */
+  int tile_cap;
+  void *out; /* [mc][H] dtype */
+} mma_decode_args;
+/* Counters (int32) the decode kernel needs for these capacities. */
+long long mma_decode_ctr_count(int tile_cap, int mc_cap, int H);
+/* Sets the shared-memory opt-in; *ctas = resident CTAs per SM. */
+cudaError_t mma_decode_prepare(moe_dtype dt, int *ctas);
+cudaError_t mma_launch_decode(moe_dtype dt, const mma_decode_args *a, int grid,
+                              cudaStream_t s);
+int mma_decode_instances(const mma_inst **tab);
+
 /* ---- routing and permutation ---- */
 typedef struct mma_route_args {
   const float *logits; /* [M][E] */

@@ -9,5 +9,6 @@ set(MOE_CUDA_SOURCES
   src/cuda/gemm1.cu
   src/cuda/gemm2.cu
   src/cuda/combine.cu
+  src/cuda/decode.cu
   src/cuda/backend_mma.cu
 )

@@ -44,8 +44,19 @@ static int have_gpu(void) {
     if (!have_gpu()) skip();                                                   \
   } while (0)
 
+/* The path a case takes follows MOE_MMA_DECODE_ROWS (read at create);
+ * the tag names it on each case line. */
+static const char *g_tag = "";
 static void run_case(const tcase *c) {
-  gpu_run_case(c, "cuda-mma", "");
+  gpu_run_case(c, "cuda-mma", g_tag);
+}
+static void path_begin(const char *rows, const char *tag) {
+  setenv("MOE_MMA_DECODE_ROWS", rows, 1);
+  g_tag = tag;
+}
+static void path_end(void) {
+  unsetenv("MOE_MMA_DECODE_ROWS");
+  g_tag = "";
 }
 
 #define BF MOE_DTYPE_BF16
@@ -72,9 +83,7 @@ static void test_presets(void **state) {
     }
 }
 
-static void test_edges(void **state) {
-  (void)state;
-  NEED_GPU();
+static void edge_cases(void) {
   tcase base = {"edge", 16, 4, 128, 64, 0,    MOE_ACT_SILU,
                 1,      SM, 0, 0,   1,  0.0f, 0,
                 0,      BF, 1, 0,   0,  0};
@@ -122,6 +131,41 @@ static void test_edges(void **state) {
   c = base, c.name = "M=16384 chunked", c.E = 8, c.k = 2, c.H = 64, c.I = 32;
   c.M = 16384, c.max_tokens = 4096, c.scoring = SG, c.cbias = 1;
   run_case(&c);
+}
+
+static void test_edges(void **state) {
+  (void)state;
+  NEED_GPU();
+  edge_cases();
+}
+
+/* The tile path where the decode kernel would serve by default (M = 1, 4),
+ * and the decode kernel at every M it can hold (many rows per expert: an
+ * expert spans several 8-row tiles; tokens with no local expert). */
+static void test_paths_forced(void **state) {
+  (void)state;
+  NEED_GPU();
+  path_begin("0", "[tile path]");
+  const int Mt[] = {1, 4};
+  for (size_t p = 0; p < GPU_N_PRESETS; p++)
+    for (size_t m = 0; m < 2; m++) {
+      tcase c = gpu_presets[p];
+      c.M = Mt[m];
+      run_case(&c);
+    }
+  path_end();
+  path_begin("100000", "[decode forced]");
+  const int Md[] = {16, 64, 300};
+  const size_t nm = quick() ? 1 : 3;
+  for (size_t p = 0; p < GPU_N_PRESETS; p++)
+    for (size_t m = 0; m < nm; m++) {
+      tcase c = gpu_presets[p];
+      c.M = Md[m];
+      run_case(&c);
+    }
+  edge_cases();
+  gpu_cases_act_x_routing(run_case);
+  path_end();
 }
 
 /* Capture one forward in a CUDA graph; replay == direct run, bit for bit. */
@@ -239,6 +283,7 @@ int main(void) {
       cmocka_unit_test(test_act_x_routing),
       cmocka_unit_test(test_presets),
       cmocka_unit_test(test_edges),
+      cmocka_unit_test(test_paths_forced),
       cmocka_unit_test(test_graph),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

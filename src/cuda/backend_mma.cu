@@ -70,17 +70,9 @@ static int sass_for(int sm) {
   return 0;
 }
 
+/* SASS, or PTX the driver can compile, for sm in the build? */
 static int image_for(int sm) {
-  const char *p = MOE_CUDA_ARCH_LIST;
-  while (*p) {
-    while (*p == ' ' || *p == ';')
-      p++;
-    const char *q = p;
-    while (*q && *q != ' ' && *q != ';')
-      q++;
-    if (q > p && sass_usable(p, (int)(q - p), sm)) return 1;
-    p = q;
-  }
+  if (sass_for(sm)) return 1;
   /* PTX of the oldest arch: JIT-compiled by the driver on anything newer
    * (arch-specific PTX, "90a", only on that exact arch). */
   const char *x = MOE_PTX_ARCH;
@@ -131,6 +123,7 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 
 /* ---- per-layer state ---- */
 #define MMA_SPLIT_MAX 8
+static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
 #define MMA_DECODE_ROWS 0.0f         /* default of MOE_MMA_DECODE_ROWS: off */
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
@@ -153,8 +146,8 @@ typedef struct mma_impl {
   float *Y0, *Yx, *Ysh0, *Yshx, *P1, *P1s;
   /* decode path: used while the mean rows per active expert <= dec_rows */
   float dec_rows;
-  int dec_ok, dec_ctas, dec_tile_cap;
-  int32_t *dec_ctr; /* counters, zero between calls */
+  int dec_ok, dec_ctas;
+  mma_decode_args dec; /* the layer's part of the kernel's arguments */
 } mma_impl;
 
 static void mma_destroy(void *p) {
@@ -265,8 +258,8 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   o[17] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * s->N1s * 4
                             : 0); /* P1s */
   /* Decode: Y planes in Yx / Yshx, so up to SR2p pairs and SR2t tokens. */
-  L->dec_tile_cap = (L->SR2t + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS + L->SR2p;
-  const long long nctr = mma_decode_ctr_count(L->dec_tile_cap, L->SR2t, s->H);
+  const int tile_cap = (L->SR2t + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS + L->SR2p;
+  const long long nctr = mma_decode_ctr_count(tile_cap, L->SR2t, s->H);
   o[19] = carve(&off, (size_t)nctr * 4);
   CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
   char *b = (char *)L->ws;
@@ -289,7 +282,23 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   L->Yshx = s->Is ? (float *)(b + o[15]) : NULL;
   L->P1 = (float *)(b + o[16]);
   L->P1s = s->Is ? (float *)(b + o[17]) : NULL;
-  L->dec_ctr = (int32_t *)(b + o[19]);
+  mma_decode_layer_init(&L->dec, s, w);
+  L->dec.tiles = L->rb.tiles;
+  L->dec.n_tiles = L->rb.n_tiles;
+  L->dec.offsets = L->rb.offsets;
+  L->dec.sorted_tok = L->rb.sorted_tok;
+  L->dec.sorted_pair = L->rb.sorted_pair;
+  L->dec.pair_e = L->rb.pair_e;
+  L->dec.abuf = L->act;
+  L->dec.abuf_sh = L->act_sh;
+  L->dec.ld_act = L->Ip;
+  L->dec.ld_act_sh = L->Isp;
+  L->dec.Y = L->Yx;
+  L->dec.y_zstride = (long long)L->SR2p * s->H;
+  L->dec.Ysh = L->Yshx;
+  L->dec.ysh_zstride = (long long)L->SR2t * s->H;
+  L->dec.ctr = (int32_t *)(b + o[19]);
+  L->dec.tile_cap = tile_cap;
   {
     /* MOE_MMA_DECODE_ROWS: the largest mean rows per active expert served
      * by the decode kernel (0: never). Off by default: on an H200 it
@@ -311,7 +320,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
     if (L->dec_ok) {
       /* Zero the counters once; every call leaves them zero. This create
        * is the only place that waits for the device. */
-      CKL(cudaMemset(L->dec_ctr, 0, (size_t)nctr * 4), "cudaMemset(counters)");
+      CKL(cudaMemset(L->dec.ctr, 0, (size_t)nctr * 4), "cudaMemset(counters)");
       CKL(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     }
   }
@@ -354,86 +363,18 @@ static int kchunk_of(int K, int S) {
   return (c + MMA_BK - 1) / MMA_BK * MMA_BK;
 }
 
-/* K splits of GEMM2 in the decode kernel: at least MMA_DEC_KC2 per split,
- * at most MMA_SPLIT_MAX splits (the Y planes), a multiple of the stage K. */
-static void dec_splits(int K, int *z, int *kc) {
-  int zz = (K + MMA_DEC_KC2 - 1) / MMA_DEC_KC2;
-  if (zz > MMA_SPLIT_MAX) zz = MMA_SPLIT_MAX;
-  if (zz < 1) zz = 1;
-  int c = (K + zz - 1) / zz;
-  c = (c + MMA_DEC_KS - 1) / MMA_DEC_KS * MMA_DEC_KS;
-  if (c < MMA_DEC_KS) c = MMA_DEC_KS;
-  *z = (K + c - 1) / c; /* rounding c up may leave a split empty: drop it */
-  *kc = c;
-}
-
 /* One decode chunk: permutation into 8-row tiles, then the decode kernel
  * (both GEMMs and the combine). */
 static moe_status run_decode(mma_impl *L, const void *x, const float *logits,
                              const int32_t *ids_in, const float *w_in, int mc,
                              void *out, cudaStream_t st, char *msg, size_t n) {
-  const moe_shape *s = &L->s;
-  const int k = s->k, pairs = mc * k, El = s->E_local, H = s->H;
-  const int has_sh = s->Is > 0;
   const char *what = "";
-  CK(mma_launch_dispatch(&L->rb, s, L->cbias, logits, ids_in, mc, MMA_DEC_ROWS,
-                         L->pdl, st, &what),
+  CK(mma_launch_dispatch(&L->rb, &L->s, L->cbias, logits, ids_in, mc,
+                         MMA_DEC_ROWS, L->pdl, st, &what),
      what);
-  mma_decode_args a;
-  memset(&a, 0, sizeof a);
-  a.x = x;
-  a.w13 = L->w13;
-  a.w2 = L->w2;
-  a.sw13 = has_sh ? L->sw13 : NULL;
-  a.sw2 = has_sh ? L->sw2 : NULL;
-  a.b13 = L->b13;
-  a.b2 = L->b2;
-  a.H = H;
-  a.I = s->I;
-  a.Is = s->Is;
-  a.N1 = s->N1;
-  a.N1s = s->N1s;
-  a.act.act = s->act;
-  a.act.gated = s->gated;
-  a.act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
-  a.act.alpha = s->swiglu_alpha;
-  a.act.limit = s->swiglu_limit;
-  a.tiles = L->rb.tiles;
-  a.n_tiles = L->rb.n_tiles;
-  a.offsets = L->rb.offsets;
-  a.sorted_tok = L->rb.sorted_tok;
-  a.sorted_pair = L->rb.sorted_pair;
-  a.pair_e = L->rb.pair_e;
-  a.wts = logits ? L->rb.wts : w_in;
-  a.mc = mc;
-  a.k = k;
-  a.sh_tiles = has_sh ? (mc + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS : 0;
-  dec_splits(s->I, &a.z2, &a.kc2);
-  dec_splits(has_sh ? s->Is : 1, &a.z2s, &a.kc2s);
-  a.abuf = L->act;
-  a.abuf_sh = L->act_sh;
-  a.ld_act = L->Ip;
-  a.ld_act_sh = L->Isp;
-  a.Y = L->Yx;
-  a.y_zstride = (long long)L->SR2p * H;
-  a.Ysh = has_sh ? L->Yshx : NULL;
-  a.ysh_zstride = (long long)L->SR2t * H;
-  a.ctr = L->dec_ctr;
-  a.tile_cap = L->dec_tile_cap;
-  a.out = out;
-  /* Grid: resident CTAs, or fewer when there are fewer units than that. */
-  const int ne = El < pairs ? El : pairs;
-  long long tb = ((long long)pairs + 7LL * ne) / MMA_DEC_ROWS;
-  if (tb > pairs) tb = pairs;
-  const long long ncb = (H + MMA_DEC_WROWS - 1) / MMA_DEC_WROWS;
-  const long long units =
-      (has_sh ? 0 : (mc + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS) +
-      tb * ((s->N1 + 15) / 16 + ncb * a.z2) +
-      a.sh_tiles * ((s->N1s + 15) / 16 + ncb * a.z2s);
-  long long grid = (long long)L->dec_ctas * L->sms;
-  if (grid > units) grid = units;
-  if (grid < 1) grid = 1;
-  CK(mma_launch_decode(s->dtype, &a, (int)grid, st), "decode launch");
+  CK(mma_decode_call(L->s.dtype, &L->dec, x, logits ? L->rb.wts : w_in, mc,
+                     L->s.E_local, (long long)L->dec_ctas * L->sms, out, st),
+     "decode launch");
   return MOE_OK;
 }
 

@@ -139,6 +139,17 @@ typedef struct mma_decode_args {
   int tile_cap;
   void *out; /* [mc][H] dtype */
 } mma_decode_args;
+#define MMA_DEC_SPLIT_MAX 8 /* GEMM2 K splits (Y planes) at most */
+/* The layer's constant arguments (shape, weights, K splits); the caller
+ * then sets the buffers (tiles .. ctr, tile_cap). */
+void mma_decode_layer_init(mma_decode_args *a, const moe_shape *s,
+                           const moe_weights *w);
+/* One call: layer's arguments plus x, routing weights, mc tokens and out;
+ * a grid of at most max_ctas CTAs. */
+cudaError_t mma_decode_call(moe_dtype dt, const mma_decode_args *layer,
+                            const void *x, const float *wts, int mc,
+                            int E_local, long long max_ctas, void *out,
+                            cudaStream_t st);
 /* Counters (int32) the decode kernel needs for these capacities. */
 long long mma_decode_ctr_count(int tile_cap, int mc_cap, int H);
 /* Sets the shared-memory opt-in; *ctas = resident CTAs per SM. */

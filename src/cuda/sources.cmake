@@ -10,5 +10,6 @@ set(MOE_CUDA_SOURCES
   src/cuda/gemm2.cu
   src/cuda/combine.cu
   src/cuda/decode.cu
+  src/cuda/decode_call.cu
   src/cuda/backend_mma.cu
 )

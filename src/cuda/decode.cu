@@ -164,8 +164,10 @@ struct DecUnit {
   DecTile d;
 };
 
-__device__ DecUnit dec_unit(const mma_decode_args &a, const DecCounts &c,
-                            int u) {
+/* Unit u without its tile's rows: arithmetic only. A routed tile's
+ * expert and rows (d.e, d.r0, d.nrows) come from dec_tile. */
+__device__ DecUnit dec_unit_head(const mma_decode_args &a, const DecCounts &c,
+                                 int u) {
   DecUnit P;
   P.kind = -1;
   P.t = P.blk = P.z = P.kb = P.ke = 0;
@@ -180,29 +182,42 @@ __device__ DecUnit dec_unit(const mma_decode_args &a, const DecCounts &c,
       P.t = a.sh_tiles + (u - c.u1s) / c.nwb1;
       P.blk = (u - c.u1s) % c.nwb1;
     }
-    P.d = dec_tile(a, P.t);
+  } else {
+    int v = u - c.u1;
+    P.kind = 2;
+    if (v < c.u2s) {
+      const int rem = v % c.per2s;
+      P.t = v / c.per2s;
+      P.blk = rem / a.z2s;
+      P.z = rem % a.z2s;
+    } else {
+      v -= c.u2s;
+      const int rem = v % c.per2;
+      P.t = a.sh_tiles + v / c.per2;
+      P.blk = rem / a.z2;
+      P.z = rem % a.z2;
+    }
+  }
+  P.d.shared = P.t < a.sh_tiles;
+  if (P.d.shared) {
+    P.d.r0 = P.t * DEC_TR;
+    P.d.nrows = min(DEC_TR, a.mc - P.d.r0);
+  }
+  if (P.kind == 1) {
     P.kb = 0;
     P.ke = a.H;
-    return P;
-  }
-  int v = u - c.u1;
-  P.kind = 2;
-  if (v < c.u2s) {
-    const int rem = v % c.per2s;
-    P.t = v / c.per2s;
-    P.blk = rem / a.z2s;
-    P.z = rem % a.z2s;
   } else {
-    v -= c.u2s;
-    const int rem = v % c.per2;
-    P.t = a.sh_tiles + v / c.per2;
-    P.blk = rem / a.z2;
-    P.z = rem % a.z2;
+    const int K = P.d.shared ? a.Is : a.I, kc = P.d.shared ? a.kc2s : a.kc2;
+    P.kb = P.z * kc;
+    P.ke = min(K, P.kb + kc);
   }
-  P.d = dec_tile(a, P.t);
-  const int K = P.d.shared ? a.Is : a.I, kc = P.d.shared ? a.kc2s : a.kc2;
-  P.kb = P.z * kc;
-  P.ke = min(K, P.kb + kc);
+  return P;
+}
+
+__device__ DecUnit dec_unit(const mma_decode_args &a, const DecCounts &c,
+                            int u) {
+  DecUnit P = dec_unit_head(a, c, u);
+  if (P.kind > 0) P.d = dec_tile(a, P.t);
   return P;
 }
 
@@ -350,66 +365,124 @@ template <class T> __device__ void dec_zero(const mma_decode_args &a) {
   }
 }
 
-/* ---- producer: copies every stage of every unit it takes ---- */
+/* ---- producer: copies every stage of every unit it takes ----
+ * Taking a unit is a chain of dependent loads (the queue, the tile list,
+ * the expert's offsets, the rows' tokens). The producer walks that chain
+ * for its next unit one link per copied stage, so each load is in flight
+ * while it waits for a free slot, and the ring does not run dry between
+ * units. */
+struct DecPrep {
+  int step; /* next link: 0 queue, 1 tile list, 2 offsets, 3 tokens, 4 done */
+  int ru, te, tr, o0, o1, tok;
+  DecUnit N;
+};
+
+__device__ __forceinline__ void dec_prep(const mma_decode_args &a,
+                                         const DecCounts &c, DecPrep &S) {
+  const int lane = threadIdx.x & 31;
+  switch (S.step) {
+  case 0:
+    if (lane == 0) S.ru = atomicAdd(a.ctr, 1);
+    S.step = 1;
+    break;
+  case 1:
+    S.N = dec_unit_head(a, c, __shfl_sync(0xffffffffu, S.ru, 0));
+    S.step = 4;
+    if (S.N.kind > 0 && !S.N.d.shared) {
+      const int i = S.N.t - a.sh_tiles;
+      S.te = __ldg(a.tiles + 2 * i);
+      S.tr = __ldg(a.tiles + 2 * i + 1);
+      S.step = 2;
+    }
+    break;
+  case 2:
+    S.o0 = __ldg(a.offsets + S.te);
+    S.o1 = __ldg(a.offsets + S.te + 1);
+    S.step = 3;
+    break;
+  case 3:
+    S.N.d.e = S.te;
+    S.N.d.r0 = S.o0 + S.tr;
+    S.N.d.nrows = min(DEC_TR, S.o1 - S.N.d.r0);
+    if (S.N.kind == 1 && lane < S.N.d.nrows)
+      S.tok = __ldg(a.sorted_tok + S.N.d.r0 + lane);
+    S.step = 4;
+    break;
+  default:
+    break;
+  }
+}
+
+/* The copy pointers of a prepared unit: 16 weight rows, 8 rows. */
+template <class T>
+__device__ __forceinline__ int
+dec_copy_ptrs(const mma_decode_args &a, const DecPrep &S,
+              const T *(&wp)[DEC_WR], const T *(&ap)[DEC_TR]) {
+  const DecUnit &P = S.N;
+#pragma unroll
+  for (int i = 0; i < DEC_WR; i++)
+    wp[i] = nullptr;
+#pragma unroll
+  for (int i = 0; i < DEC_TR; i++) {
+    /* every lane takes part in the shuffle */
+    const int tok = __shfl_sync(0xffffffffu, S.tok, i);
+    ap[i] = nullptr;
+    if (P.kind == 1 && i < P.d.nrows)
+      ap[i] = (const T *)a.x + (long long)(P.d.shared ? P.d.r0 + i : tok) * a.H;
+  }
+  if (P.kind == 1) {
+    const int Ih = P.d.shared ? a.Is : a.I, N = P.d.shared ? a.N1s : a.N1;
+    const T *W = (const T *)(P.d.shared ? a.sw13 : a.w13) +
+                 (long long)P.d.e * a.N1 * a.H;
+#pragma unroll
+    for (int i = 0; i < DEC_WR; i++) {
+      int n;
+      if (a.act.gated) {
+        const int j = P.blk * 8 + (i & 7), up = i >> 3;
+        n = j >= Ih ? -1 : a.act.interleaved ? 2 * j + up : up * Ih + j;
+      } else {
+        n = P.blk * DEC_WR + i;
+        if (n >= N) n = -1;
+      }
+      if (n >= 0) wp[i] = W + (long long)n * a.H;
+    }
+  } else if (P.kind == 2) {
+    const int K = P.d.shared ? a.Is : a.I;
+    const T *W =
+        (const T *)(P.d.shared ? a.sw2 : a.w2) + (long long)P.d.e * a.H * K;
+#pragma unroll
+    for (int i = 0; i < DEC_WR; i++) {
+      const int n = P.blk * DEC_WR + i;
+      if (n < a.H) wp[i] = W + (long long)n * K;
+    }
+    const T *act = (const T *)(P.d.shared ? a.abuf_sh : a.abuf);
+    const long long ld = P.d.shared ? a.ld_act_sh : a.ld_act;
+#pragma unroll
+    for (int i = 0; i < DEC_TR; i++)
+      if (i < P.d.nrows) ap[i] = act + (P.d.r0 + i) * ld;
+  }
+  return P.kind > 0 ? dec_nk(P.kb, P.ke) : 0;
+}
+
 template <class T>
 __device__ void dec_produce(const mma_decode_args &a, const DecCounts &c,
                             uint32_t s0, uint32_t full, uint32_t empty,
                             int *meta) {
   const int lane = threadIdx.x & 31;
+  DecPrep S;
+  S.step = 0;
+  S.ru = S.te = S.tr = S.o0 = S.o1 = S.tok = 0;
   int it = 0;
   for (;;) {
-    int u = 0;
-    if (lane == 0) u = atomicAdd(a.ctr, 1);
-    u = __shfl_sync(0xffffffffu, u, 0);
-    const DecUnit P = dec_unit(a, c, u);
-    int nk = 0;
+    while (S.step < 4)
+      dec_prep(a, c, S);
     const T *wp[DEC_WR];
     const T *ap[DEC_TR];
-#pragma unroll
-    for (int i = 0; i < DEC_WR; i++)
-      wp[i] = nullptr;
-#pragma unroll
-    for (int i = 0; i < DEC_TR; i++)
-      ap[i] = nullptr;
-    if (P.kind == 1) {
-      const int Ih = P.d.shared ? a.Is : a.I, N = P.d.shared ? a.N1s : a.N1;
-      const T *W = (const T *)(P.d.shared ? a.sw13 : a.w13) +
-                   (long long)P.d.e * a.N1 * a.H;
-#pragma unroll
-      for (int i = 0; i < DEC_WR; i++) {
-        int n;
-        if (a.act.gated) {
-          const int j = P.blk * 8 + (i & 7), up = i >> 3;
-          n = j >= Ih ? -1 : a.act.interleaved ? 2 * j + up : up * Ih + j;
-        } else {
-          n = P.blk * DEC_WR + i;
-          if (n >= N) n = -1;
-        }
-        if (n >= 0) wp[i] = W + (long long)n * a.H;
-      }
-#pragma unroll
-      for (int i = 0; i < DEC_TR; i++)
-        if (i < P.d.nrows) {
-          const long long src =
-              P.d.shared ? P.d.r0 + i : __ldg(a.sorted_tok + P.d.r0 + i);
-          ap[i] = (const T *)a.x + src * a.H;
-        }
-      nk = dec_nk(P.kb, P.ke);
-    } else if (P.kind == 2) {
-      const int K = P.d.shared ? a.Is : a.I;
-      const T *W =
-          (const T *)(P.d.shared ? a.sw2 : a.w2) + (long long)P.d.e * a.H * K;
-#pragma unroll
-      for (int i = 0; i < DEC_WR; i++) {
-        const int n = P.blk * DEC_WR + i;
-        if (n < a.H) wp[i] = W + (long long)n * K;
-      }
-      const T *act = (const T *)(P.d.shared ? a.abuf_sh : a.abuf);
-      const long long ld = P.d.shared ? a.ld_act_sh : a.ld_act;
-#pragma unroll
-      for (int i = 0; i < DEC_TR; i++)
-        if (i < P.d.nrows) ap[i] = act + (P.d.r0 + i) * ld;
-      nk = dec_nk(P.kb, P.ke);
+    const int nk = dec_copy_ptrs<T>(a, S, wp, ap);
+    const DecUnit P = S.N;
+    const int u = __shfl_sync(0xffffffffu, S.ru, 0);
+    S.step = 0; /* the next unit's chain starts with this unit's copies */
+    if (P.kind == 2) {
       /* The tile's activations: every GEMM1 unit of it done. */
       if (lane == 0) {
         const int need = ((P.d.shared ? a.N1s : a.N1) + DEC_WR - 1) / DEC_WR;
@@ -422,6 +495,7 @@ __device__ void dec_produce(const mma_decode_args &a, const DecCounts &c,
     const int stages = P.kind > 0 ? nk : 1;
     for (int kt = 0; kt < stages; kt++, it++) {
       const int st = it % DEC_STAGES, use = it / DEC_STAGES;
+      if (P.kind > 0) dec_prep(a, c, S);
       if (use > 0) mbar_wait(empty + 8 * st, (use - 1) & 1);
       if (lane == 0) {
         meta[2 * st] = P.kind > 0 ? u : -1;

@@ -110,12 +110,11 @@ class Moe:
         d.routing.routed_scaling_factor = p["scale"]
         d.shared_intermediate = p["Is"]
         d.max_tokens = max_tokens
-        # Variants: a backend with one tuning variable set at create, to
+        # Variants: a backend with tuning variables set at create, to
         # measure a path on its own (VARIANTS).
-        base, env = VARIANTS.get(backend, (backend, None))
-        env_old = os.environ.get(env[0]) if env else None
-        if env:
-            os.environ[env[0]] = env[1]
+        base, env = VARIANTS.get(backend, (backend, {}))
+        env_old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         d.backend = base.encode()
         d.self_check = 1
         ww = Weights(1, ptr(w["w13"]), ptr(w["w2"]), ptr(w.get("b13")),
@@ -124,11 +123,11 @@ class Moe:
         h = C.c_void_p()
         st = self.lib.moe_layer_create(self.ctx, C.byref(d), C.byref(ww),
                                        C.byref(h))
-        if env:
-            if env_old is None:
-                os.environ.pop(env[0])
+        for k, v in env_old.items():
+            if v is None:
+                os.environ.pop(k)
             else:
-                os.environ[env[0]] = env_old
+                os.environ[k] = v
         if st != 0:
             raise RuntimeError("moe_layer_create: %d %s" % (
                 st, self.lib.moe_last_error(self.ctx).decode()))
@@ -340,14 +339,19 @@ def floor_us(p, ids, M):
     return max(byts / BW_PEAK, flops / FLOPS_PEAK) * 1e6, byts, flops
 
 
-# Pseudo-backends: (backend, (variable, value) set while it is created).
+# Pseudo-backends: (backend, {variable: value} set while it is created).
 VARIANTS = {
     # cuda-sm90 with every call on its wgmma GEMMs (crossover at 0)
-    "cuda-sm90-gemm": ("cuda-sm90", ("MOE_SM90_CROSSOVER", "0")),
-    # cuda-mma without its decode kernel (the tile path at every M)
-    "cuda-mma-tile": ("cuda-mma", ("MOE_MMA_DECODE_ROWS", "0")),
+    "cuda-sm90-gemm": ("cuda-sm90", {"MOE_SM90_CROSSOVER": "0"}),
+    # cuda-mma on its tile path at every M (no gemv, no decode kernel)
+    "cuda-mma-tile": ("cuda-mma", {"MOE_MMA_GEMV_TOKENS": "0",
+                                   "MOE_MMA_DECODE_ROWS": "0"}),
+    # cuda-mma with gemv up to its limit (8 tokens), the tile path above
+    "cuda-mma-gemv": ("cuda-mma", {"MOE_MMA_GEMV_TOKENS": "8",
+                                   "MOE_MMA_DECODE_ROWS": "0"}),
     # cuda-mma with the decode kernel wherever its workspace allows
-    "cuda-mma-decode": ("cuda-mma", ("MOE_MMA_DECODE_ROWS", "100000")),
+    "cuda-mma-decode": ("cuda-mma", {"MOE_MMA_GEMV_TOKENS": "0",
+                                     "MOE_MMA_DECODE_ROWS": "100000"}),
 }
 
 

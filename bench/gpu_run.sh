@@ -61,7 +61,7 @@ fi
 if [ "$MODE" = all ] && [ -z "${NO_NCU:-}" ] && command -v ncu >/dev/null; then
   # per-kernel durations of a few cases (second forward of each)
   timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum \
-    -k regex:"grouped|route|permute|combine|act_reduce|decode" \
+    -k regex:"grouped|route|permute|combine|act_reduce|decode|gemv" \
     python3 bench/profile_kernels.py --lib $PWD/build-dev/libmoe.so \
     >"$OUT/ncu.log" 2>&1
   summary+="ncu rc=$?\n"

@@ -6,8 +6,10 @@
  *   [route +] permute -> gemm1 (+ shared) [-> act_reduce] -> gemm2 (+ shared)
  *   -> combine
  *
- * or, with few rows per expert (decode), [route +] permute -> decode: one
- * persistent kernel for both GEMMs and the combine (decode.cu).
+ * or, for a handful of tokens, gemv1 (routing + GEMM1) -> gemv2 (GEMM2 +
+ * combine) (gemv.cu); or, with few rows per expert and when asked for,
+ * [route +] permute -> decode: one persistent kernel for both GEMMs and the
+ * combine (decode.cu).
  *
  * Every launch is stream-ordered on the caller's stream, nothing is
  * allocated or synchronised per call, so a forward can be captured in a
@@ -45,46 +47,6 @@ static const moe_support_row mma_rows[] = {
 
 /* ---- is there an image for sm, and an instantiation for the row? ---- */
 
-/* arch token "90a" / "100f" / "86": usable on sm as SASS? */
-static int sass_usable(const char *tok, int len, int sm) {
-  int num = 0, i = 0;
-  while (i < len && tok[i] >= '0' && tok[i] <= '9')
-    num = num * 10 + tok[i++] - '0';
-  if (i == len || tok[i] == 'a') return num == sm;
-  if (tok[i] == 'f') return num / 10 == sm / 10 && sm >= num;
-  return 0;
-}
-
-/* SASS for exactly this sm (or its family) in the build? */
-static int sass_for(int sm) {
-  const char *p = MOE_CUDA_ARCH_LIST;
-  while (*p) {
-    while (*p == ' ' || *p == ';')
-      p++;
-    const char *q = p;
-    while (*q && *q != ' ' && *q != ';')
-      q++;
-    if (q > p && sass_usable(p, (int)(q - p), sm)) return 1;
-    p = q;
-  }
-  return 0;
-}
-
-/* SASS, or PTX the driver can compile, for sm in the build? */
-static int image_for(int sm) {
-  if (sass_for(sm)) return 1;
-  /* PTX of the oldest arch: JIT-compiled by the driver on anything newer
-   * (arch-specific PTX, "90a", only on that exact arch). */
-  const char *x = MOE_PTX_ARCH;
-  int num = 0, i = 0;
-  while (x[i] >= '0' && x[i] <= '9')
-    num = num * 10 + x[i++] - '0';
-  if (num == 0) return 0;
-  if (x[i] == 'a') return sm == num;
-  if (x[i] == 'f') return num / 10 == sm / 10 && sm >= num;
-  return sm >= num;
-}
-
 static int table_has(const mma_inst *t, int n, moe_dtype dt, moe_activation a,
                      int gated) {
   for (int i = 0; i < n; i++)
@@ -96,12 +58,13 @@ static int table_has(const mma_inst *t, int n, moe_dtype dt, moe_activation a,
 
 static int mma_kernel_compiled(int sm, moe_dtype dt, moe_activation act,
                                int gated) {
-  if (sm < 80 || !image_for(sm)) return 0;
-  const mma_inst *t1, *t2, *t3;
+  if (sm < 80 || !moe_cuda_image_for(sm)) return 0;
+  const mma_inst *t1, *t2, *t3, *t4;
   int n1 = mma_gemm1_instances(&t1), n2 = mma_gemm2_instances(&t2);
-  int n3 = mma_decode_instances(&t3);
+  int n3 = mma_decode_instances(&t3), n4 = mma_gemv_instances(&t4);
   return table_has(t1, n1, dt, act, gated) &&
-         table_has(t2, n2, dt, act, gated) && table_has(t3, n3, dt, act, gated);
+         table_has(t2, n2, dt, act, gated) &&
+         table_has(t3, n3, dt, act, gated) && table_has(t4, n4, dt, act, gated);
 }
 
 /* ---- errors ---- */
@@ -125,6 +88,7 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 #define MMA_SPLIT_MAX 8
 static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
 #define MMA_DECODE_ROWS 0.0f         /* default of MOE_MMA_DECODE_ROWS: off */
+#define MMA_GEMV_TOKENS 8            /* default of MOE_MMA_GEMV_TOKENS */
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
 #define MMA_SPLIT2_BYTES (128 << 20) /* ... and their size cap */
@@ -148,6 +112,9 @@ typedef struct mma_impl {
   float dec_rows;
   int dec_ok, dec_ctas;
   mma_decode_args dec; /* the layer's part of the kernel's arguments */
+  /* gemv path: calls of at most gv_m tokens (0: never) */
+  int gv_m, gv_occ1, gv_occ2;
+  mma_gemv_args gv; /* the layer's part of the kernels' arguments */
 } mma_impl;
 
 static void mma_destroy(void *p) {
@@ -166,6 +133,60 @@ static size_t carve(size_t *off, size_t bytes) {
   size_t at = *off;
   *off += (bytes + 255) & ~(size_t)255;
   return at;
+}
+
+/* An environment knob: a number >= 0, or def. */
+static double env_num(const char *name, double def) {
+  const char *e = getenv(name);
+  if (!e || !*e) return def;
+  char *end = NULL;
+  double v = strtod(e, &end);
+  return end != e && v >= 0.0 ? v : def;
+}
+
+/* The gemv path's constant arguments and its token limit: MOE_MMA_GEMV_TOKENS
+ * (default MMA_GEMV_TOKENS, 0: off), at most MMA_GEMV_MAX_M and Mc, lowered
+ * until its shared memory fits 48 KB; off without 16-byte rows. */
+static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
+                             const moe_weights *w) {
+  cudaError_t e = mma_gemv_prepare(s->dtype, &L->gv_occ1, &L->gv_occ2);
+  if (e != cudaSuccess) return e;
+  int m = (int)env_num("MOE_MMA_GEMV_TOKENS", MMA_GEMV_TOKENS);
+  if (m > MMA_GEMV_MAX_M) m = MMA_GEMV_MAX_M;
+  if (m > L->Mc) m = L->Mc;
+  while (m > 0 && mma_gemv_smem(m, s->k, s->E, 1) > 48 * 1024)
+    m--;
+  const int ok =
+      s->H % 8 == 0 && s->I % 8 == 0 && s->Is % 8 == 0 &&
+      aligned16(w->w13, 8) && aligned16(w->w2, 8) &&
+      (!s->Is || (aligned16(w->shared_w13, 8) && aligned16(w->shared_w2, 8)));
+  L->gv_m = ok && L->gv_occ1 > 0 && L->gv_occ2 > 0 ? m : 0;
+  mma_gemv_args *g = &L->gv;
+  memset(g, 0, sizeof *g);
+  g->emap = L->emap;
+  g->w13 = L->w13;
+  g->w2 = L->w2;
+  g->sw13 = L->sw13;
+  g->sw2 = L->sw2;
+  g->b13 = L->b13;
+  g->b2 = L->b2;
+  g->k = s->k;
+  g->E = s->E;
+  g->E_local = s->E_local;
+  g->H = s->H;
+  g->I = s->I;
+  g->Is = s->Is;
+  g->N1 = s->N1;
+  g->N1s = s->N1s;
+  g->act = L->dec.act;
+  g->pe = L->rb.pair_e;
+  g->pw = L->rb.wts;
+  g->h = L->act;
+  g->h_sh = L->act_sh;
+  g->ldh = L->Ip;
+  g->ldh_sh = L->Isp;
+  g->pdl = L->pdl;
+  return cudaSuccess;
 }
 
 static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
@@ -214,7 +235,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
     /* Off unless MOE_CUDA_PDL=1: measured on an H200 (bench/NOTES.md), the
      * early launch gained nothing here and cost ~3 us at M = 1. */
     const char *e = getenv("MOE_CUDA_PDL");
-    L->pdl = sm >= 90 && sass_for(sm) && e && e[0] == '1';
+    L->pdl = sm >= 90 && moe_cuda_sass_for(sm) && e && e[0] == '1';
   }
   CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
   CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");
@@ -303,13 +324,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
     /* MOE_MMA_DECODE_ROWS: the largest mean rows per active expert served
      * by the decode kernel (0: never). Off by default: on an H200 it
      * streams slower than the tile path (bench/NOTES.md, "decode kernel"). */
-    const char *e = getenv("MOE_MMA_DECODE_ROWS");
-    L->dec_rows = MMA_DECODE_ROWS;
-    if (e && *e) {
-      char *end = NULL;
-      double v = strtod(e, &end);
-      if (end != e && v >= 0.0) L->dec_rows = (float)v;
-    }
+    L->dec_rows = (float)env_num("MOE_MMA_DECODE_ROWS", MMA_DECODE_ROWS);
     /* 16-byte rows everywhere (cp.async) or the tile path serves. */
     L->dec_ok =
         s->H % 8 == 0 && s->I % 8 == 0 && s->Is % 8 == 0 &&
@@ -324,6 +339,7 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
       CKL(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     }
   }
+  CKL(gemv_init(L, s, w), "gemv kernels set-up");
   *impl = L;
   return MOE_OK;
 #undef CKL
@@ -378,6 +394,24 @@ static moe_status run_decode(mma_impl *L, const void *x, const float *logits,
   return MOE_OK;
 }
 
+/* A chunk of at most gv_m tokens: the two gemv kernels. */
+static moe_status run_gemv(mma_impl *L, const void *x, const float *logits,
+                           const int32_t *ids_in, const float *w_in, int mc,
+                           void *out, cudaStream_t st, char *msg, size_t n) {
+  mma_gemv_args g = L->gv;
+  g.x = x;
+  g.ids_in = ids_in;
+  g.w_in = w_in;
+  g.M = mc;
+  g.out = out;
+  mma_route_args r =
+      mma_route_args_make(&L->s, L->cbias, logits, mc, NULL, NULL, L->pdl);
+  CK(mma_launch_gemv(L->s.dtype, &g, &r, (long long)L->gv_occ1 * L->sms,
+                     (long long)L->gv_occ2 * L->sms, st),
+     "gemv launch");
+  return MOE_OK;
+}
+
 /* One chunk of at most Mc tokens. */
 static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
                             const int32_t *ids_in, const float *w_in, int mc,
@@ -386,7 +420,10 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   const int k = s->k, pairs = mc * k, El = s->E_local, H = s->H;
   const int has_sh = s->Is > 0;
 
-  /* Decode kernel, or tiles shaped by the mean rows per active expert. */
+  /* gemv for a handful of tokens; the decode kernel, or tiles shaped by
+   * the mean rows per active expert. */
+  if (mc <= L->gv_m && aligned16(x, H) && aligned16(out, H))
+    return run_gemv(L, x, logits, ids_in, w_in, mc, out, st, msg, n);
   const int ne = El < pairs ? El : pairs;
   if (L->dec_ok && ne > 0 && pairs <= L->dec_rows * ne && pairs <= L->SR2p &&
       mc <= L->SR2t)

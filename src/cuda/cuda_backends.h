@@ -20,6 +20,11 @@ extern const moe_memops moe_memops_cuda;
 moe_status moe_cuda_query_device(int ordinal, moe_device *dev, char *msg,
                                  size_t n);
 
+/* SASS for exactly sm (or its family) in this build? */
+int moe_cuda_sass_for(int sm);
+/* SASS, or PTX the driver can compile, for sm in this build? */
+int moe_cuda_image_for(int sm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -232,6 +232,42 @@ cudaError_t mma_device_sms(int *sms);
  * *dev holds what the caller frees (or NULL). */
 cudaError_t mma_upload_expert_map(const moe_shape *s, int32_t **dev);
 
+/* ---- gemv: a handful of tokens (mma.h data flow without permutation) ----
+ * gemv1: every CTA routes the call's tokens (one warp per token) or reads
+ * the given ids, block 0 stores the pair table (pe, pw) for gemv2; warps
+ * take contiguous ranges of (pair, two weight rows) units:
+ *   h[pair][r] = act(W13[e] rows . x[t] + b13)   (shared: h_sh[t][r])
+ * gemv2: warps take (token, two output columns) units:
+ *   out[t][c] = sum over local slots (in slot order) of w * (W2[e][c] . h
+ *               + b2[e][c]) + Wsh2[c] . h_sh[t]
+ * Weights stream through 16-byte loads straight into registers. */
+#define MMA_GEMV_MAX_M 8 /* one routing warp per token */
+typedef struct mma_gemv_args {
+  const void *x;         /* [M][H] */
+  const int32_t *ids_in; /* [M][k] when r.logits is NULL */
+  const float *w_in;     /* [M][k] when r.logits is NULL */
+  const int32_t *emap;   /* [E] global -> local or -1; NULL: same */
+  const void *w13, *w2, *sw13, *sw2;
+  const float *b13, *b2; /* [E_local][N1], [E_local][H] or NULL */
+  int M, k, E, E_local, H, I, Is, N1, N1s;
+  mma_act act;
+  int32_t *pe;           /* [M * k] local expert or -1 */
+  float *pw;             /* [M * k] routing weight */
+  void *h, *h_sh;        /* [M * k][ldh], [M][ldh_sh] dtype */
+  long long ldh, ldh_sh; /* multiples of 8 */
+  void *out;             /* [M][H] */
+  int pdl;
+} mma_gemv_args;
+/* Sets the kernels' attributes; *occ1 / *occ2 = resident CTAs per SM. */
+cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2);
+/* Dynamic shared memory of gemv1 (routing from logits or not) for M. */
+size_t mma_gemv_smem(int M, int k, int E, int route);
+/* Both kernels; r: routing of a->M tokens (r->logits NULL: a->ids_in). */
+cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
+                            const mma_route_args *r, long long ctas1,
+                            long long ctas2, cudaStream_t s);
+int mma_gemv_instances(const mma_inst **tab);
+
 /* ---- combine ---- */
 typedef struct mma_combine_args {
   const float *Y; /* routed rows [pair][H] per split */

@@ -1,6 +1,7 @@
 /*
  * query.cu - what the CUDA device is: capability, multiprocessors, shared
- * memory opt-in, L2 and name, read from the runtime.
+ * memory opt-in, L2 and name, read from the runtime; and which devices this
+ * build has kernel images for.
  */
 #include "cuda_backends.h"
 
@@ -41,4 +42,46 @@ extern "C" moe_status moe_cuda_query_device(int ordinal, moe_device *dev,
   snprintf(dev->name, sizeof dev->name, "%s", p.name);
   if (n) msg[0] = '\0';
   return MOE_OK;
+}
+
+/* ---- is there an image for sm in this build? ---- */
+
+/* arch token "90a" / "100f" / "86": usable on sm as SASS? */
+static int sass_usable(const char *tok, int len, int sm) {
+  int num = 0, i = 0;
+  while (i < len && tok[i] >= '0' && tok[i] <= '9')
+    num = num * 10 + tok[i++] - '0';
+  if (i == len || tok[i] == 'a') return num == sm;
+  if (tok[i] == 'f') return num / 10 == sm / 10 && sm >= num;
+  return 0;
+}
+
+/* SASS for exactly this sm (or its family) in the build? */
+extern "C" int moe_cuda_sass_for(int sm) {
+  const char *p = MOE_CUDA_ARCH_LIST;
+  while (*p) {
+    while (*p == ' ' || *p == ';')
+      p++;
+    const char *q = p;
+    while (*q && *q != ' ' && *q != ';')
+      q++;
+    if (q > p && sass_usable(p, (int)(q - p), sm)) return 1;
+    p = q;
+  }
+  return 0;
+}
+
+/* SASS, or PTX the driver can compile, for sm in the build? */
+extern "C" int moe_cuda_image_for(int sm) {
+  if (moe_cuda_sass_for(sm)) return 1;
+  /* PTX of the oldest arch: JIT-compiled by the driver on anything newer
+   * (arch-specific PTX, "90a", only on that exact arch). */
+  const char *x = MOE_PTX_ARCH;
+  int num = 0, i = 0;
+  while (x[i] >= '0' && x[i] <= '9')
+    num = num * 10 + x[i++] - '0';
+  if (num == 0) return 0;
+  if (x[i] == 'a') return sm == num;
+  if (x[i] == 'f') return num / 10 == sm / 10 && sm >= num;
+  return sm >= num;
 }

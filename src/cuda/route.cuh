@@ -36,12 +36,13 @@ __device__ __forceinline__ float route_sigmoid(float x) {
   return 1.0f / (1.0f + expf(-x));
 }
 
-/* Routes token t; all 32 lanes of the warp call it. Mirrors the reference
- * (src/cpu/route.c) step by step, so that ids agree on untied data: the
- * softmax is s = exp(l - max) * (1 / sum), the key is s (+ bias), and an
- * expert is selectable only when its logit and key are finite. */
-static __device__ void route_token_warp(const mma_route_args &r, int t,
-                                        float *key) {
+/* Routes token t into ids[k] and w[k] (global or shared memory); all 32
+ * lanes of the warp call it. Mirrors the reference (src/cpu/route.c) step
+ * by step, so that ids agree on untied data: the softmax is
+ * s = exp(l - max) * (1 / sum), the key is s (+ bias), and an expert is
+ * selectable only when its logit and key are finite. */
+static __device__ void route_token_warp_to(const mma_route_args &r, int t,
+                                           float *key, int32_t *ids, float *w) {
   /* Per-warp scratch: key[E], the weights sv[E], the chosen weights [k]. */
   float *sv = key + r.E, *wsel = key + 2 * r.E;
   const int lane = threadIdx.x & 31, E = r.E;
@@ -133,8 +134,6 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
   }
 
   /* top-k, in order; lane 0 writes ids and (unnormalised) weights. */
-  int32_t *ids = r.ids + (long long)t * r.k;
-  float *w = r.weights + (long long)t * r.k;
   float wsum = 0.0f;
   for (int s = 0; s < r.k; s++) {
     float bv = -INFINITY;
@@ -162,6 +161,13 @@ static __device__ void route_token_warp(const mma_route_args &r, int t,
   const bool norm = r.renormalize && wsum > 0.0f;
   for (int s = lane; s < r.k; s += 32)
     w[s] = (norm ? wsel[s] / wsum : wsel[s]) * r.scale;
+}
+
+/* Routes token t into r.ids and r.weights. */
+static __device__ void route_token_warp(const mma_route_args &r, int t,
+                                        float *key) {
+  route_token_warp_to(r, t, key, r.ids + (long long)t * r.k,
+                      r.weights + (long long)t * r.k);
 }
 
 #endif

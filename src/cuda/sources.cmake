@@ -11,5 +11,6 @@ set(MOE_CUDA_SOURCES
   src/cuda/combine.cu
   src/cuda/decode.cu
   src/cuda/decode_call.cu
+  src/cuda/gemv.cu
   src/cuda/backend_mma.cu
 )

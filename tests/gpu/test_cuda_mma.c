@@ -44,19 +44,28 @@ static int have_gpu(void) {
     if (!have_gpu()) skip();                                                   \
   } while (0)
 
-/* The path a case takes follows MOE_MMA_DECODE_ROWS (read at create);
- * the tag names it on each case line. */
+/* The path a case takes follows MOE_MMA_GEMV_TOKENS and
+ * MOE_MMA_DECODE_ROWS (read at create); the tag names it on each line. */
 static const char *g_tag = "";
 static void run_case(const tcase *c) {
   gpu_run_case(c, "cuda-mma", g_tag);
 }
-static void path_begin(const char *rows, const char *tag) {
-  setenv("MOE_MMA_DECODE_ROWS", rows, 1);
+static void path_begin(const char *gemv_tokens, const char *dec_rows,
+                       const char *tag) {
+  setenv("MOE_MMA_GEMV_TOKENS", gemv_tokens, 1);
+  setenv("MOE_MMA_DECODE_ROWS", dec_rows, 1);
   g_tag = tag;
 }
 static void path_end(void) {
+  unsetenv("MOE_MMA_GEMV_TOKENS");
   unsetenv("MOE_MMA_DECODE_ROWS");
   g_tag = "";
+}
+/* A case at 5 tokens (the gemv path's range). */
+static void run_case_m5(const tcase *c) {
+  tcase d = *c;
+  d.M = 5;
+  run_case(&d);
 }
 
 #define BF MOE_DTYPE_BF16
@@ -139,13 +148,45 @@ static void test_edges(void **state) {
   edge_cases();
 }
 
-/* The tile path where the decode kernel would serve by default (M = 1, 4),
- * and the decode kernel at every M it can hold (many rows per expert: an
- * expert spans several 8-row tiles; tokens with no local expert). */
+/* The gemv path's own edges: every token on one expert, experts with no
+ * token, tokens with no local expert, k = E, E = 257, biases and a shared
+ * expert, f16, odd H and I (gemv declines: the tile path serves). */
+static void gemv_edge_cases(void) {
+  tcase base = {"gemv edge", 16, 4, 128, 64, 0,    MOE_ACT_SILU,
+                1,           SM, 0, 0,   1,  0.0f, 0,
+                0,           BF, 1, 0,   0,  0};
+  tcase c = base;
+  run_case(&c);
+  c = base, c.name = "gemv: all tokens on one expert", c.M = 8, c.skew = 1;
+  run_case(&c);
+  c = base, c.name = "gemv: last expert empty", c.M = 6, c.skew = 2;
+  run_case(&c);
+  c = base, c.name = "gemv: E=257", c.E = 257, c.k = 8, c.M = 8;
+  run_case(&c);
+  c = base, c.name = "gemv: top_k=E", c.E = 12, c.k = 12, c.M = 3;
+  run_case(&c);
+  c = base, c.name = "gemv: k=1", c.k = 1, c.M = 7;
+  run_case(&c);
+  c = base, c.name = "gemv: biases, shared expert", c.M = 4, c.ebias = 1;
+  c.Is = 64;
+  run_case(&c);
+  c = base, c.name = "gemv: f16", c.dt = MOE_DTYPE_F16, c.M = 5, c.Is = 96;
+  run_case(&c);
+  c = base, c.name = "gemv: expert map, caller ids", c.M = 6, c.emap = 1;
+  run_case(&c);
+  c = base, c.name = "gemv: H, I odd (tile path)", c.H = 131, c.I = 45;
+  c.M = 3, c.Is = 27;
+  run_case(&c);
+}
+
+/* The tile path where gemv would serve by default (M = 1, 4); the decode
+ * kernel at every M it can hold (many rows per expert: an expert spans
+ * several 8-row tiles; tokens with no local expert); gemv at 1 to 8
+ * tokens on every preset, its edges, every activation x routing mode. */
 static void test_paths_forced(void **state) {
   (void)state;
   NEED_GPU();
-  path_begin("0", "[tile path]");
+  path_begin("0", "0", "[tile path]");
   const int Mt[] = {1, 4};
   for (size_t p = 0; p < GPU_N_PRESETS; p++)
     for (size_t m = 0; m < 2; m++) {
@@ -154,7 +195,7 @@ static void test_paths_forced(void **state) {
       run_case(&c);
     }
   path_end();
-  path_begin("100000", "[decode forced]");
+  path_begin("0", "100000", "[decode forced]");
   const int Md[] = {16, 64, 300};
   const size_t nm = quick() ? 1 : 3;
   for (size_t p = 0; p < GPU_N_PRESETS; p++)
@@ -166,17 +207,28 @@ static void test_paths_forced(void **state) {
   edge_cases();
   gpu_cases_act_x_routing(run_case);
   path_end();
+  path_begin("8", "0", "[gemv]");
+  const int Mg[] = {1, 2, 3, 5, 8};
+  const size_t ng = quick() ? 2 : 5;
+  for (size_t p = 0; p < GPU_N_PRESETS; p++)
+    for (size_t m = 0; m < ng; m++) {
+      tcase c = gpu_presets[p];
+      c.M = Mg[m];
+      run_case(&c);
+    }
+  gemv_edge_cases();
+  gpu_cases_act_x_routing(run_case_m5);
+  path_end();
 }
 
-/* Capture one forward in a CUDA graph; replay == direct run, bit for bit. */
-static void test_graph(void **state) {
-  (void)state;
-  NEED_GPU();
+/* Capture one forward of M tokens in a CUDA graph; replay == direct run,
+ * bit for bit. */
+static void graph_case(int M) {
   const tcase *c = &gpu_presets[3];
   tu_rng r = tu_rng_make(77);
   host_layer h;
   tcase cc = *c;
-  cc.M = 5;
+  cc.M = M;
   gpu_make_host(&cc, &h, &r);
   size_t es = 2, nout = (size_t)cc.M * cc.H;
   moe_context *ctx = NULL;
@@ -221,7 +273,7 @@ static void test_graph(void **state) {
   assert_int_equal(moe_memops_cuda.download(a, d1, nout * es), MOE_OK);
   assert_int_equal(moe_memops_cuda.download(b, d2, nout * es), MOE_OK);
   assert_memory_equal(a, b, nout * es);
-  printf("  graph replay: %zu elements identical\n", nout);
+  printf("  graph replay, M = %d: %zu elements identical\n", M, nout);
   cudaGraphExecDestroy(ge);
   cudaGraphDestroy(g);
   cudaStreamDestroy(s);
@@ -233,6 +285,14 @@ static void test_graph(void **state) {
   free(a);
   free(b);
   gpu_free_host(&h);
+}
+
+/* The gemv path (5 tokens) and the tile path (40). */
+static void test_graph(void **state) {
+  (void)state;
+  NEED_GPU();
+  graph_case(5);
+  graph_case(40);
 }
 
 /* The build's promises: for every arch this build names in

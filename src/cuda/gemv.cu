@@ -26,10 +26,14 @@
 /* 16-byte loads, zeros where !ok (predicated inside the asm, so that no
  * load is ever issued out of bounds). Weights are read once: keep them out
  * of L1 (L2 still serves a re-read by another pair of the same expert);
- * vectors (x, h) are shared by a CTA's warps: cached. */
+ * vectors (x, h) are shared by a CTA's warps: cached. A group's loads are
+ * issued before its first use only when the kernel may hold them all in
+ * registers (launch bounds of two CTAs per SM: with the default 64
+ * registers ptxas put each load next to its use, two loads in flight). */
 __device__ __forceinline__ uint4 gv_ld_stream(const void *p, bool ok) {
   uint4 v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+  asm volatile(
+      "{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
       " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
       " @q ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n}\n"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -38,7 +42,8 @@ __device__ __forceinline__ uint4 gv_ld_stream(const void *p, bool ok) {
 }
 __device__ __forceinline__ uint4 gv_ld_vec(const void *p, bool ok) {
   uint4 v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+  asm volatile(
+      "{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
       " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
       " @q ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n}\n"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -131,7 +136,7 @@ __device__ __forceinline__ void gv_range(long long U, long long *u0,
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS)
+__global__ void __launch_bounds__(GV_THREADS, 2)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
   extern __shared__ float s_dyn[];
   pdl_enter();
@@ -214,7 +219,7 @@ __global__ void __launch_bounds__(GV_THREADS)
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS)
+__global__ void __launch_bounds__(GV_THREADS, 2)
     gemv2_kernel(const mma_gemv_args a) {
   extern __shared__ float s_dyn[];
   pdl_enter();

@@ -146,7 +146,7 @@ static double env_num(const char *name, double def) {
 
 /* The gemv path's constant arguments and its token limit: MOE_MMA_GEMV_TOKENS
  * (default MMA_GEMV_TOKENS, 0: off), at most MMA_GEMV_MAX_M and Mc, lowered
- * until its shared memory fits 48 KB; off without 16-byte rows. */
+ * until its shared memory fits; off without 16-byte rows. */
 static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
                              const moe_weights *w) {
   cudaError_t e = mma_gemv_prepare(s->dtype, &L->gv_occ1, &L->gv_occ2);
@@ -154,7 +154,7 @@ static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
   int m = (int)env_num("MOE_MMA_GEMV_TOKENS", MMA_GEMV_TOKENS);
   if (m > MMA_GEMV_MAX_M) m = MMA_GEMV_MAX_M;
   if (m > L->Mc) m = L->Mc;
-  while (m > 0 && mma_gemv_smem(m, s->k, s->E, 1) > 48 * 1024)
+  while (m > 0 && !mma_gemv_smem(m, s->k, s->E))
     m--;
   const int ok =
       s->H % 8 == 0 && s->I % 8 == 0 && s->Is % 8 == 0 &&

@@ -5,14 +5,16 @@
  * At one to a few tokens the layer is a weight stream: each touched expert's
  * rows are read once and meet one or two token vectors. Tensor cores buy
  * nothing there; what matters is bytes in flight. Each warp takes a
- * contiguous range of units of two weight rows and one vector; per group a
- * lane issues GV_U 16-byte loads of each row (ld.global.nc, no L1
- * allocation) before it uses any, so a warp keeps 2 x GV_U x 512 bytes of
- * weights in flight with no shared-memory staging. The grid is one wave of
- * resident CTAs; contiguous ranges balance the work to within one unit.
+ * contiguous range of units of two weight rows and one vector, and streams
+ * the rows through its own ring of GV_S shared-memory stages with cp.async
+ * (GV_U 16-byte chunks per row and lane a stage): GV_S - 1 stages stay in
+ * flight while the warp computes, whatever the compiler does with its
+ * registers, and a lane only ever reads back what it copied itself, so no
+ * barrier is needed. The grid is one wave of resident CTAs; contiguous
+ * ranges balance the work to within one unit.
  *
  * gemv1 routes in every CTA (a warp per token: a few hundred logits from
- * L2, cheaper than a separate launch) so that its loads start at once.
+ * L2, cheaper than a separate launch) so that its copies start at once.
  * gemv2 reads the pair table gemv1's block 0 stored. Sums run in a fixed
  * order with no atomics: results are bit-identical run to run.
  */
@@ -20,34 +22,31 @@
 
 #define GV_WARPS 8
 #define GV_THREADS (GV_WARPS * 32)
-#define GV_U1 4 /* 16-byte chunks per row in flight per lane, gemv1 */
-#define GV_U2 8 /* ... gemv2 (fewer, longer-lived warps at one token) */
+#define GV_U 2 /* 16-byte chunks per row, lane and stage */
+#define GV_S 5 /* stages per warp: GV_S - 1 in flight */
+#define GV_STAGE_BYTES (2 * GV_U * 32 * 16)
+#define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 80 KB */
+#define GV_SMEM_MAX MMA_MAX_SMEM /* ring + pair tables (sm_120: 99 KB) */
 
-/* 16-byte loads, zeros where !ok (predicated inside the asm, so that no
- * load is ever issued out of bounds). Weights are read once: keep them out
- * of L1 (L2 still serves a re-read by another pair of the same expert);
- * vectors (x, h) are shared by a CTA's warps: cached. A group's loads are
- * issued before its first use only when the kernel may hold them all in
- * registers (launch bounds of two CTAs per SM: with the default 64
- * registers ptxas put each load next to its use, two loads in flight). */
-__device__ __forceinline__ uint4 gv_ld_stream(const void *p, bool ok) {
-  uint4 v;
-  asm volatile(
-      "{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"((int)ok));
-  return v;
-}
+/* 16-byte load of a vector chunk (x or h, shared by a CTA's warps: cached
+ * in L1), zeros where !ok: predicated inside the asm, so that no load is
+ * ever issued out of bounds. */
 __device__ __forceinline__ uint4 gv_ld_vec(const void *p, bool ok) {
   uint4 v;
-  asm volatile(
-      "{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"((int)ok));
+  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+               " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n"
+               " mov.b32 %3, 0;\n"
+               " @q ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n}\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p), "r"((int)ok));
+  return v;
+}
+
+__device__ __forceinline__ uint4 gv_lds(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(addr));
   return v;
 }
 
@@ -84,31 +83,95 @@ __device__ __forceinline__ float gv_warp_sum(float v) {
   return v;
 }
 
-/* Per-lane partial dot products of rows a and b (nch 16-byte chunks each)
- * with vector v, accumulated into sa, sb (scaled by wt). */
-template <class T, int U>
-__device__ __forceinline__ void gv_dot2(const void *a, const void *b,
-                                        const void *v, int nch, int lane,
-                                        float wt, float &sa, float &sb) {
-  const uint4 *pa = (const uint4 *)a, *pb = (const uint4 *)b;
-  const uint4 *pv = (const uint4 *)v;
-  for (int c0 = lane; c0 < nch; c0 += 32 * U) {
-    uint4 xa[U], xb[U], xv[U];
+/* Stage g of a run: chunk idx = g * 32 GV_U + lane + 32 i of each row
+ * into slot st (row a at [i][lane], row b at [GV_U + i][lane]); chunks past
+ * tot are zero-filled (nothing read). */
+template <class Src>
+__device__ __forceinline__ void gv_copy(const Src &src, int g, int tot,
+                                        int lane, uint32_t st) {
 #pragma unroll
-    for (int i = 0; i < U; i++) {
-      const int c = c0 + 32 * i;
-      const bool ok = c < nch;
-      xa[i] = gv_ld_stream(pa + c, ok);
-      xb[i] = gv_ld_stream(pb + c, ok);
-      xv[i] = gv_ld_vec(pv + c, ok);
-    }
+  for (int i = 0; i < GV_U; i++) {
+    const int idx = g * 32 * GV_U + lane + 32 * i;
+    const bool ok = idx < tot;
+    const uint4 *pa, *pb, *pv;
+    float w;
+    src.at(ok ? idx : 0, pa, pb, pv, w);
+    cp_async16(st + (i * 32 + lane) * 16, pa, ok ? 16 : 0);
+    cp_async16(st + ((GV_U + i) * 32 + lane) * 16, pb, ok ? 16 : 0);
+  }
+}
+
+/* Per-lane partial sums over a run of tot chunks: sa += w * <A, v>,
+ * sb += w * <B, v>, where src.at(idx, ...) names chunk idx's two weight
+ * chunks, its vector chunk and its weight. ring: this warp's GV_S stages.
+ * Every stage is committed (empty ones too), so that wait_group counts
+ * stages; at the end only empty stages are pending. */
+template <class T, class Src>
+__device__ __forceinline__ void gv_stream2(const Src &src, int tot, int lane,
+                                           uint32_t ring, float &sa,
+                                           float &sb) {
+  const int ng = (tot + 32 * GV_U - 1) / (32 * GV_U);
 #pragma unroll
-    for (int i = 0; i < U; i++) {
-      sa = fmaf(wt, gv_dot8<T>(xa[i], xv[i]), sa);
-      sb = fmaf(wt, gv_dot8<T>(xb[i], xv[i]), sb);
+  for (int p = 0; p < GV_S - 1; p++) {
+    if (p < ng) gv_copy(src, p, tot, lane, ring + p * GV_STAGE_BYTES);
+    cp_async_commit();
+  }
+  for (int g = 0; g < ng; g++) {
+    const int n = g + GV_S - 1;
+    if (n < ng) gv_copy(src, n, tot, lane, ring + (n % GV_S) * GV_STAGE_BYTES);
+    cp_async_commit();
+    cp_async_wait<GV_S - 1>();
+    const uint32_t st = ring + (g % GV_S) * GV_STAGE_BYTES;
+#pragma unroll
+    for (int i = 0; i < GV_U; i++) {
+      const int idx = g * 32 * GV_U + lane + 32 * i;
+      const bool ok = idx < tot;
+      const uint4 *pa, *pb, *pv;
+      float w;
+      src.at(ok ? idx : 0, pa, pb, pv, w);
+      const uint4 v = gv_ld_vec(pv, ok);
+      const uint4 wa = gv_lds(st + (i * 32 + lane) * 16);
+      const uint4 wb = gv_lds(st + ((GV_U + i) * 32 + lane) * 16);
+      sa = fmaf(w, gv_dot8<T>(wa, v), sa);
+      sb = fmaf(w, gv_dot8<T>(wb, v), sb);
     }
   }
 }
+
+/* Two rows of one matrix and one vector, weight 1. */
+struct gv_rows_src {
+  const uint4 *a, *b, *v;
+  __device__ __forceinline__ void at(int idx, const uint4 *&pa,
+                                     const uint4 *&pb, const uint4 *&pv,
+                                     float &w) const {
+    pa = a + idx;
+    pb = b + idx;
+    pv = v + idx;
+    w = 1.0f;
+  }
+};
+
+/* Columns c, c + 1 of W2 over a token's local slots, as one run of
+ * nv x nch chunks (so that consecutive slots' loads overlap even when I is
+ * short): chunk idx is chunk idx % nch of slot idx / nch. */
+template <class T> struct gv_slots_src {
+  const T *w2, *h;
+  const int32_t *sq, *s_e;
+  const float *s_w;
+  long long ldh, HI, cI; /* H * I, c * I */
+  int nch, I;
+  __device__ __forceinline__ void at(int idx, const uint4 *&pa,
+                                     const uint4 *&pb, const uint4 *&pv,
+                                     float &w) const {
+    const int j = idx / nch, ch = idx - j * nch;
+    const int q = sq[j];
+    const T *wr = w2 + s_e[q] * HI + cI + ch * 8;
+    pa = (const uint4 *)wr;
+    pb = (const uint4 *)(wr + I);
+    pv = (const uint4 *)(h + q * ldh + ch * 8);
+    w = s_w[q];
+  }
+};
 
 /* The two weight rows of GEMM1 unit r: (gate, up) of intermediate row r,
  * or plain rows 2r and 2r + 1. */
@@ -138,14 +201,16 @@ __device__ __forceinline__ void gv_range(long long U, long long *u0,
 template <class T>
 __global__ void __launch_bounds__(GV_THREADS, 2)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
-  extern __shared__ float s_dyn[];
+  extern __shared__ uint4 s_dyn4[];
   pdl_enter();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int P = a.M * a.k;
-  int32_t *s_e = (int32_t *)s_dyn;
-  float *s_w = s_dyn + P;
+  /* The ring, then the pair table; the routing scratch aliases the ring. */
+  const uint32_t ring = smem_u32(s_dyn4) + warp * GV_S * GV_STAGE_BYTES;
+  int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES);
+  float *s_w = (float *)(s_e + P);
   if (r.logits) {
-    float *key = s_dyn + 2 * P + warp * (2 * r.E + r.k);
+    float *key = (float *)s_dyn4 + warp * (2 * r.E + r.k);
     for (int t = warp; t < a.M; t += GV_WARPS)
       route_token_warp_to(r, t, key, s_e + t * a.k, s_w + t * a.k);
   } else {
@@ -198,9 +263,11 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
     int ra, rb;
     gv_rows1(a.act, Irows, rr, &ra, &rb);
     float sa = 0.0f, sb = 0.0f;
-    gv_dot2<T, GV_U1>(W + (long long)ra * H, W + (long long)rb * H,
-                      (const T *)a.x + (long long)t * H, nch, lane, 1.0f, sa,
-                      sb);
+    const gv_rows_src src = {
+        (const uint4 *)(W + (long long)ra * H),
+        (const uint4 *)(W + (long long)rb * H),
+        (const uint4 *)((const T *)a.x + (long long)t * H)};
+    gv_stream2<T>(src, nch, lane, ring, sa, sb);
     sa = gv_warp_sum(sa);
     sb = gv_warp_sum(sb);
     if (lane == 0) {
@@ -221,14 +288,15 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
 template <class T>
 __global__ void __launch_bounds__(GV_THREADS, 2)
     gemv2_kernel(const mma_gemv_args a) {
-  extern __shared__ float s_dyn[];
+  extern __shared__ uint4 s_dyn4[];
   pdl_enter();
-  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int P = a.M * a.k, k = a.k;
-  int32_t *s_e = (int32_t *)s_dyn;
-  float *s_w = s_dyn + P;
-  int32_t *s_q = (int32_t *)(s_dyn + 2 * P); /* [M][k] local slots' pairs */
-  int32_t *s_nv = s_q + P;                   /* [M] their count */
+  const uint32_t ring = smem_u32(s_dyn4) + warp * GV_S * GV_STAGE_BYTES;
+  int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES);
+  float *s_w = (float *)(s_e + P);
+  int32_t *s_q = (int32_t *)(s_w + P); /* [M][k] local slots' pairs */
+  int32_t *s_nv = s_q + P;             /* [M] their count */
   for (int q = threadIdx.x; q < P; q += GV_THREADS) {
     s_e[q] = a.pe[q];
     s_w[q] = a.pw[q];
@@ -250,29 +318,11 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
     const int nv = s_nv[t], tot = nv * nch;
     const int32_t *sq = s_q + t * k;
     float sa = 0.0f, sb = 0.0f;
-    /* The token's local slots as one run of nv x nch chunks, so that the
-     * loads of consecutive slots overlap even when I is short. */
-    for (int i0 = lane; i0 < tot; i0 += 32 * GV_U2) {
-      uint4 xa[GV_U2], xb[GV_U2], xv[GV_U2];
-      float wt[GV_U2];
-#pragma unroll
-      for (int i = 0; i < GV_U2; i++) {
-        const int idx = i0 + 32 * i;
-        const bool ok = idx < tot;
-        const int j = ok ? idx / nch : 0, ch = idx - j * nch;
-        const int q = sq[j], e = s_e[q];
-        const T *wr = (const T *)a.w2 + ((long long)e * H + c) * I + ch * 8;
-        const T *hv = (const T *)a.h + (long long)q * a.ldh + ch * 8;
-        xa[i] = gv_ld_stream(wr, ok);
-        xb[i] = gv_ld_stream(wr + I, ok);
-        xv[i] = gv_ld_vec(hv, ok);
-        wt[i] = ok ? s_w[q] : 0.0f;
-      }
-#pragma unroll
-      for (int i = 0; i < GV_U2; i++) {
-        sa = fmaf(wt[i], gv_dot8<T>(xa[i], xv[i]), sa);
-        sb = fmaf(wt[i], gv_dot8<T>(xb[i], xv[i]), sb);
-      }
+    if (nv > 0) {
+      const gv_slots_src<T> src = {
+          (const T *)a.w2,  (const T *)a.h,   sq,  s_e, s_w, a.ldh,
+          (long long)H * I, (long long)c * I, nch, I};
+      gv_stream2<T>(src, nv * nch, lane, ring, sa, sb);
     }
     for (int j = lane; a.b2 && j < nv; j += 32) {
       const int q = sq[j];
@@ -282,9 +332,10 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
     }
     if (a.Is) {
       const T *W = (const T *)a.sw2 + (long long)c * a.Is;
-      gv_dot2<T, GV_U2 / 2>(W, W + a.Is,
-                            (const T *)a.h_sh + (long long)t * a.ldh_sh,
-                            a.Is / 8, lane, 1.0f, sa, sb);
+      const gv_rows_src src = {
+          (const uint4 *)W, (const uint4 *)(W + a.Is),
+          (const uint4 *)((const T *)a.h_sh + (long long)t * a.ldh_sh)};
+      gv_stream2<T>(src, a.Is / 8, lane, ring, sa, sb);
     }
     sa = gv_warp_sum(sa);
     sb = gv_warp_sum(sb);
@@ -304,26 +355,36 @@ extern "C" int mma_gemv_instances(const mma_inst **tab) {
   return (int)(sizeof gemv_table / sizeof gemv_table[0]);
 }
 
-extern "C" size_t mma_gemv_smem(int M, int k, int E, int route) {
+/* Dynamic shared memory of both kernels for M tokens (the larger, gemv2's
+ * tables), or 0 when they or the routing scratch do not fit. */
+extern "C" size_t mma_gemv_smem(int M, int k, int E) {
   const int rw = M < GV_WARPS ? M : GV_WARPS;
-  size_t f = (size_t)2 * M * k; /* pair table */
-  if (route) f += (size_t)rw * (2 * E + k);
-  const size_t f2 = (size_t)4 * M * k + M; /* gemv2: table + slot lists */
-  return (f > f2 ? f : f2) * sizeof(float);
+  const size_t route = (size_t)rw * (2 * E + k) * sizeof(float);
+  const size_t bytes = GV_RING_BYTES + ((size_t)4 * M * k + M) * 4;
+  return route <= GV_RING_BYTES && bytes <= GV_SMEM_MAX ? bytes : 0;
 }
 
-/* Both kernels take at most 48 KB of dynamic shared memory (no opt-in);
- * the occupancy is that of the largest use. */
+/* The shared-memory opt-in of both kernels; the occupancy is that of the
+ * ring and 4 KB of tables. */
 extern "C" cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2) {
   cudaError_t e = cudaErrorInvalidValue;
   *occ1 = *occ2 = 0;
+  const int sm = GV_RING_BYTES + 4096;
 #define GV_PREP(T, DT)                                                         \
   case DT:                                                                     \
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ1, gemv1_kernel<T>,   \
-                                                      GV_THREADS, 48 * 1024);  \
+    e = cudaFuncSetAttribute(gemv1_kernel<T>,                                  \
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,      \
+                             GV_SMEM_MAX);                                     \
     if (e == cudaSuccess)                                                      \
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(                       \
-          occ2, gemv2_kernel<T>, GV_THREADS, 48 * 1024);                       \
+      e = cudaFuncSetAttribute(gemv2_kernel<T>,                                \
+                               cudaFuncAttributeMaxDynamicSharedMemorySize,    \
+                               GV_SMEM_MAX);                                   \
+    if (e == cudaSuccess)                                                      \
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ1, gemv1_kernel<T>, \
+                                                        GV_THREADS, sm);       \
+    if (e == cudaSuccess)                                                      \
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ2, gemv2_kernel<T>, \
+                                                        GV_THREADS, sm);       \
     break;
   switch (dt) {
     MMA_DTYPES(GV_PREP)
@@ -349,8 +410,9 @@ extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
   const unsigned g1 =
       gv_grid((long long)a->M * a->k * upp + (long long)a->M * ups, ctas1);
   const unsigned g2 = gv_grid((long long)a->M * (a->H / 2), ctas2);
-  const size_t sm1 = mma_gemv_smem(a->M, a->k, a->E, r->logits != NULL);
-  const size_t sm2 = ((size_t)4 * a->M * a->k + a->M) * sizeof(float);
+  const size_t sm1 = GV_RING_BYTES + (size_t)2 * a->M * a->k * 4;
+  const size_t sm2 = mma_gemv_smem(a->M, a->k, a->E);
+  if (!sm2) return cudaErrorInvalidValue;
   cudaError_t e = cudaErrorInvalidValue;
 #define GV_CASE(T, DT)                                                         \
   case DT:                                                                     \

@@ -260,8 +260,9 @@ typedef struct mma_gemv_args {
 } mma_gemv_args;
 /* Sets the kernels' attributes; *occ1 / *occ2 = resident CTAs per SM. */
 cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2);
-/* Dynamic shared memory of gemv1 (routing from logits or not) for M. */
-size_t mma_gemv_smem(int M, int k, int E, int route);
+/* Dynamic shared memory of the gemv kernels for M tokens; 0 when the
+ * tables or the routing scratch do not fit. */
+size_t mma_gemv_smem(int M, int k, int E);
 /* Both kernels; r: routing of a->M tokens (r->logits NULL: a->ids_in). */
 cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
                             const mma_route_args *r, long long ctas1,

@@ -315,7 +315,7 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
   gv_range((long long)a.M * hp, &u, &u1);
   for (; u < u1; u++) {
     const int t = (int)(u / hp), c = 2 * (int)(u - (long long)t * hp);
-    const int nv = s_nv[t], tot = nv * nch;
+    const int nv = s_nv[t];
     const int32_t *sq = s_q + t * k;
     float sa = 0.0f, sb = 0.0f;
     if (nv > 0) {

@@ -6,10 +6,12 @@
  * rows are read once and meet one or two token vectors. Tensor cores buy
  * nothing there; what matters is bytes in flight. Each warp takes a
  * contiguous range of units of two weight rows and one vector, and streams
- * the rows through its own ring of GV_S shared-memory stages with cp.async
- * (GV_U 16-byte chunks per row and lane a stage): GV_S - 1 stages stay in
- * flight while the warp computes, whatever the compiler does with its
- * registers, and a lane only ever reads back what it copied itself, so no
+ * rows and vector through its own ring of GV_S shared-memory stages with
+ * cp.async (GV_U 16-byte chunks of each per lane and stage): GV_S - 1
+ * stages stay in flight while the warp computes, whatever the compiler does
+ * with its registers (register loads were serialised against the compute
+ * by ptxas, and a vector loaded at compute time cost an L2 round trip per
+ * stage), and a lane only ever reads back what it copied itself, so no
  * barrier is needed. The grid is one wave of resident CTAs; contiguous
  * ranges balance the work to within one unit.
  *
@@ -20,26 +22,21 @@
  */
 #include "route.cuh"
 
-#define GV_WARPS 8
+#define GV_WARPS 4
 #define GV_THREADS (GV_WARPS * 32)
 #define GV_U 2 /* 16-byte chunks per row, lane and stage */
-#define GV_S 5 /* stages per warp: GV_S - 1 in flight */
-#define GV_STAGE_BYTES (2 * GV_U * 32 * 16)
-#define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 80 KB */
+#define GV_S 4 /* stages per warp: GV_S - 1 in flight */
+/* A stage: row a, row b and the vector, GV_U x 32 chunks each. */
+#define GV_STAGE_BYTES (3 * GV_U * 32 * 16)
+#define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 48 KB */
 #define GV_SMEM_MAX MMA_MAX_SMEM /* ring + pair tables (sm_120: 99 KB) */
 
-/* 16-byte load of a vector chunk (x or h, shared by a CTA's warps: cached
- * in L1), zeros where !ok: predicated inside the asm, so that no load is
- * ever issued out of bounds. */
-__device__ __forceinline__ uint4 gv_ld_vec(const void *p, bool ok) {
-  uint4 v;
-  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-               " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n"
-               " mov.b32 %3, 0;\n"
-               " @q ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n}\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p), "r"((int)ok));
-  return v;
+/* 16-byte async copy through L1 (the vector chunks: x or h, shared by a
+ * CTA's warps); src_bytes 0 zero-fills without reading. */
+__device__ __forceinline__ void gv_cp_async_ca(uint32_t dst, const void *src,
+                                               int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
+               "l"(src), "r"(src_bytes));
 }
 
 __device__ __forceinline__ uint4 gv_lds(uint32_t addr) {
@@ -83,9 +80,10 @@ __device__ __forceinline__ float gv_warp_sum(float v) {
   return v;
 }
 
-/* Stage g of a run: chunk idx = g * 32 GV_U + lane + 32 i of each row
- * into slot st (row a at [i][lane], row b at [GV_U + i][lane]); chunks past
- * tot are zero-filled (nothing read). */
+/* Stage g of a run: chunk idx = g * 32 GV_U + lane + 32 i of each row and
+ * of the vector into slot st (row a at [i][lane], row b at [GV_U + i][lane],
+ * the vector at [2 GV_U + i][lane]); chunks past tot are zero-filled
+ * (nothing read). Weights bypass L1 (read once), vectors go through it. */
 template <class Src>
 __device__ __forceinline__ void gv_copy(const Src &src, int g, int tot,
                                         int lane, uint32_t st) {
@@ -98,6 +96,7 @@ __device__ __forceinline__ void gv_copy(const Src &src, int g, int tot,
     src.at(ok ? idx : 0, pa, pb, pv, w);
     cp_async16(st + (i * 32 + lane) * 16, pa, ok ? 16 : 0);
     cp_async16(st + ((GV_U + i) * 32 + lane) * 16, pb, ok ? 16 : 0);
+    gv_cp_async_ca(st + ((2 * GV_U + i) * 32 + lane) * 16, pv, ok ? 16 : 0);
   }
 }
 
@@ -129,7 +128,8 @@ __device__ __forceinline__ void gv_stream2(const Src &src, int tot, int lane,
       const uint4 *pa, *pb, *pv;
       float w;
       src.at(ok ? idx : 0, pa, pb, pv, w);
-      const uint4 v = gv_ld_vec(pv, ok);
+      w = ok ? w : 0.0f;
+      const uint4 v = gv_lds(st + ((2 * GV_U + i) * 32 + lane) * 16);
       const uint4 wa = gv_lds(st + (i * 32 + lane) * 16);
       const uint4 wb = gv_lds(st + ((GV_U + i) * 32 + lane) * 16);
       sa = fmaf(w, gv_dot8<T>(wa, v), sa);
@@ -199,7 +199,7 @@ __device__ __forceinline__ void gv_range(long long U, long long *u0,
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS, 2)
+__global__ void __launch_bounds__(GV_THREADS, 4)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
   extern __shared__ uint4 s_dyn4[];
   pdl_enter();
@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS, 2)
+__global__ void __launch_bounds__(GV_THREADS, 4)
     gemv2_kernel(const mma_gemv_args a) {
   extern __shared__ uint4 s_dyn4[];
   pdl_enter();

@@ -154,7 +154,8 @@ static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
   int m = (int)env_num("MOE_MMA_GEMV_TOKENS", MMA_GEMV_TOKENS);
   if (m > MMA_GEMV_MAX_M) m = MMA_GEMV_MAX_M;
   if (m > L->Mc) m = L->Mc;
-  while (m > 0 && !mma_gemv_smem(m, s->k, s->E))
+  /* gemv1 sorts the pairs by expert in O(pairs^2): at most 256 pairs */
+  while (m > 0 && ((long long)m * s->k > 256 || !mma_gemv_smem(m, s->k, s->E)))
     m--;
   const int ok =
       s->H % 8 == 0 && s->I % 8 == 0 && s->Is % 8 == 0 &&

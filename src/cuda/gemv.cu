@@ -232,11 +232,42 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
     }
   }
   __syncthreads();
+  /* Local pairs sorted by expert (stable), and each one's group (the run
+   * of pairs on the same expert): units go row by row through a group, so
+   * that a warp reads an expert's row for all its pairs back to back and
+   * the repeats come from L2, not DRAM. */
+  int32_t *s_sorted = (int32_t *)(s_w + P), *s_gb = s_sorted + P;
+  int32_t *s_gn = s_gb + P;
+  int V = 0;
+  for (int q = 0; q < P; q++)
+    V += s_e[q] >= 0;
+  for (int q = threadIdx.x; q < P; q += GV_THREADS) {
+    const int e = s_e[q];
+    if (e < 0) continue;
+    int rank = 0;
+    for (int o = 0; o < P; o++) {
+      const int eo = s_e[o];
+      rank += eo >= 0 && (eo < e || (eo == e && o < q));
+    }
+    s_sorted[rank] = q;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < V; i += GV_THREADS) {
+    const int e = s_e[s_sorted[i]];
+    int b = i, f = i;
+    while (b > 0 && s_e[s_sorted[b - 1]] == e)
+      b--;
+    while (f + 1 < V && s_e[s_sorted[f + 1]] == e)
+      f++;
+    s_gb[i] = b;
+    s_gn[i] = f + 1 - b;
+  }
+  __syncthreads();
 
   const int H = a.H, nch = H / 8;
   const long long upp = a.act.gated ? a.I : a.I / 2;
   const long long ups = a.act.gated ? a.Is : a.Is / 2;
-  const long long Ur = (long long)P * upp;
+  const long long Ur = (long long)V * upp;
   long long u, u1;
   gv_range(Ur + (long long)a.M * ups, &u, &u1);
   for (; u < u1; u++) {
@@ -245,17 +276,21 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
     T *dst;
     int t, rr, Irows;
     if (u < Ur) {
-      const int q = (int)(u / upp), e = s_e[q];
-      rr = (int)(u - (long long)q * upp);
-      if (e < 0) continue; /* uniform across the warp */
+      /* group [b, b + n) of sorted pairs; unit (row rr, member m) */
+      const int s0 = (int)(u / upp), b = s_gb[s0], n = s_gn[s0];
+      const long long ug = u - (long long)b * upp;
+      rr = (int)(ug / n);
+      const int q = s_sorted[b + (int)(ug - (long long)rr * n)];
+      const int e = s_e[q];
       t = q / a.k;
       Irows = a.I;
       W = (const T *)a.w13 + (long long)e * a.N1 * H;
       if (a.b13) bias = a.b13 + (long long)e * a.N1;
       dst = (T *)a.h + (long long)q * a.ldh;
     } else {
-      t = (int)((u - Ur) / ups);
-      rr = (int)(u - Ur - (long long)t * ups);
+      /* the shared expert: row by row over the tokens */
+      rr = (int)((u - Ur) / a.M);
+      t = (int)(u - Ur - (long long)rr * a.M);
       Irows = a.Is;
       W = (const T *)a.sw13;
       dst = (T *)a.h_sh + (long long)t * a.ldh_sh;
@@ -314,7 +349,10 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
   long long u, u1;
   gv_range((long long)a.M * hp, &u, &u1);
   for (; u < u1; u++) {
-    const int t = (int)(u / hp), c = 2 * (int)(u - (long long)t * hp);
+    /* column pair by column pair over the tokens: tokens on the same
+     * expert read its rows back to back (repeats from L2) */
+    const int cp = (int)(u / a.M), t = (int)(u - (long long)cp * a.M);
+    const int c = 2 * cp;
     const int nv = s_nv[t];
     const int32_t *sq = s_q + t * k;
     float sa = 0.0f, sb = 0.0f;
@@ -360,7 +398,7 @@ extern "C" int mma_gemv_instances(const mma_inst **tab) {
 extern "C" size_t mma_gemv_smem(int M, int k, int E) {
   const int rw = M < GV_WARPS ? M : GV_WARPS;
   const size_t route = (size_t)rw * (2 * E + k) * sizeof(float);
-  const size_t bytes = GV_RING_BYTES + ((size_t)4 * M * k + M) * 4;
+  const size_t bytes = GV_RING_BYTES + ((size_t)5 * M * k + M) * 4;
   return route <= GV_RING_BYTES && bytes <= GV_SMEM_MAX ? bytes : 0;
 }
 
@@ -410,7 +448,7 @@ extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
   const unsigned g1 =
       gv_grid((long long)a->M * a->k * upp + (long long)a->M * ups, ctas1);
   const unsigned g2 = gv_grid((long long)a->M * (a->H / 2), ctas2);
-  const size_t sm1 = GV_RING_BYTES + (size_t)2 * a->M * a->k * 4;
+  const size_t sm1 = GV_RING_BYTES + (size_t)5 * a->M * a->k * 4;
   const size_t sm2 = mma_gemv_smem(a->M, a->k, a->E);
   if (!sm2) return cudaErrorInvalidValue;
   cudaError_t e = cudaErrorInvalidValue;

@@ -234,10 +234,11 @@ cudaError_t mma_upload_expert_map(const moe_shape *s, int32_t **dev);
 
 /* ---- gemv: a handful of tokens (mma.h data flow without permutation) ----
  * gemv1: every CTA routes the call's tokens (one warp per token) or reads
- * the given ids, block 0 stores the pair table (pe, pw) for gemv2; warps
- * take contiguous ranges of (pair, two weight rows) units:
+ * the given ids, block 0 stores the pair table (pe, pw) for gemv2; the
+ * local pairs sorted by expert, warps take contiguous ranges of (two weight
+ * rows, pair) units, row by row through each expert's pairs:
  *   h[pair][r] = act(W13[e] rows . x[t] + b13)   (shared: h_sh[t][r])
- * gemv2: warps take (token, two output columns) units:
+ * gemv2: warps take (two output columns, token) units, column by column:
  *   out[t][c] = sum over local slots (in slot order) of w * (W2[e][c] . h
  *               + b2[e][c]) + Wsh2[c] . h_sh[t]
  * Weights stream through 16-byte loads straight into registers. */

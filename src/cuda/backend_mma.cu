@@ -88,7 +88,6 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 #define MMA_SPLIT_MAX 8
 static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
 #define MMA_DECODE_ROWS 0.0f         /* default of MOE_MMA_DECODE_ROWS: off */
-#define MMA_GEMV_TOKENS 8            /* default of MOE_MMA_GEMV_TOKENS */
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
 #define MMA_SPLIT2_BYTES (128 << 20) /* ... and their size cap */
@@ -144,42 +143,18 @@ static double env_num(const char *name, double def) {
   return end != e && v >= 0.0 ? v : def;
 }
 
-/* The gemv path's constant arguments and its token limit: MOE_MMA_GEMV_TOKENS
- * (default MMA_GEMV_TOKENS, 0: off), at most MMA_GEMV_MAX_M and Mc, lowered
- * until its shared memory fits; off without 16-byte rows. */
+/* The gemv kernels' set-up, token limit (MOE_MMA_GEMV_TOKENS when set) and
+ * the layer's part of their arguments. */
 static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
                              const moe_weights *w) {
   cudaError_t e = mma_gemv_prepare(s->dtype, &L->gv_occ1, &L->gv_occ2);
   if (e != cudaSuccess) return e;
-  int m = (int)env_num("MOE_MMA_GEMV_TOKENS", MMA_GEMV_TOKENS);
-  if (m > MMA_GEMV_MAX_M) m = MMA_GEMV_MAX_M;
-  if (m > L->Mc) m = L->Mc;
-  /* gemv1 sorts the pairs by expert in O(pairs^2): at most 256 pairs */
-  while (m > 0 && ((long long)m * s->k > 256 || !mma_gemv_smem(m, s->k, s->E)))
-    m--;
-  const int ok =
-      s->H % 8 == 0 && s->I % 8 == 0 && s->Is % 8 == 0 &&
-      aligned16(w->w13, 8) && aligned16(w->w2, 8) &&
-      (!s->Is || (aligned16(w->shared_w13, 8) && aligned16(w->shared_w2, 8)));
-  L->gv_m = ok && L->gv_occ1 > 0 && L->gv_occ2 > 0 ? m : 0;
+  const int forced = (int)env_num("MOE_MMA_GEMV_TOKENS", -1.0);
+  L->gv_m = L->gv_occ1 > 0 && L->gv_occ2 > 0
+                ? mma_gemv_tokens(s, w, L->Mc, forced)
+                : 0;
   mma_gemv_args *g = &L->gv;
-  memset(g, 0, sizeof *g);
-  g->emap = L->emap;
-  g->w13 = L->w13;
-  g->w2 = L->w2;
-  g->sw13 = L->sw13;
-  g->sw2 = L->sw2;
-  g->b13 = L->b13;
-  g->b2 = L->b2;
-  g->k = s->k;
-  g->E = s->E;
-  g->E_local = s->E_local;
-  g->H = s->H;
-  g->I = s->I;
-  g->Is = s->Is;
-  g->N1 = s->N1;
-  g->N1s = s->N1s;
-  g->act = L->dec.act;
+  mma_gemv_layer_init(g, s, w, L->emap);
   g->pe = L->rb.pair_e;
   g->pw = L->rb.wts;
   g->h = L->act;

@@ -25,10 +25,10 @@
 #define GV_WARPS 4
 #define GV_THREADS (GV_WARPS * 32)
 #define GV_U 2 /* 16-byte chunks per row, lane and stage */
-#define GV_S 7 /* stages per warp: GV_S - 1 in flight */
+#define GV_S 4 /* stages per warp: GV_S - 1 in flight */
 /* A stage: row a, row b and the vector, GV_U x 32 chunks each. */
 #define GV_STAGE_BYTES (3 * GV_U * 32 * 16)
-#define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 84 KB */
+#define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 48 KB */
 #define GV_SMEM_MAX MMA_MAX_SMEM /* ring + pair tables (sm_120: 99 KB) */
 
 /* 16-byte async copy through L1 (the vector chunks: x or h, shared by a
@@ -199,7 +199,7 @@ __device__ __forceinline__ void gv_range(long long U, long long *u0,
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS, 2)
+__global__ void __launch_bounds__(GV_THREADS, 4)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
   extern __shared__ uint4 s_dyn4[];
   pdl_enter();
@@ -321,7 +321,7 @@ __global__ void __launch_bounds__(GV_THREADS, 2)
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS, 2)
+__global__ void __launch_bounds__(GV_THREADS, 4)
     gemv2_kernel(const mma_gemv_args a) {
   extern __shared__ uint4 s_dyn4[];
   pdl_enter();

@@ -259,6 +259,15 @@ typedef struct mma_gemv_args {
   void *out;             /* [M][H] */
   int pdl;
 } mma_gemv_args;
+/* The layer's constant arguments (shape, weights, activation, map); the
+ * caller then sets the buffers (pe .. ldh_sh) and pdl. */
+void mma_gemv_layer_init(mma_gemv_args *g, const moe_shape *s,
+                         const moe_weights *w, const int32_t *emap);
+/* The most tokens a call of this layer (chunks of at most Mc) may have to
+ * take the gemv path; 0: never. forced >= 0: that limit (a knob), else the
+ * default rule (gemv_call.cu). */
+int mma_gemv_tokens(const moe_shape *s, const moe_weights *w, int Mc,
+                    int forced);
 /* Sets the kernels' attributes; *occ1 / *occ2 = resident CTAs per SM. */
 cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2);
 /* Dynamic shared memory of the gemv kernels for M tokens; 0 when the

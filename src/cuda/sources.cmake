@@ -12,5 +12,6 @@ set(MOE_CUDA_SOURCES
   src/cuda/decode.cu
   src/cuda/decode_call.cu
   src/cuda/gemv.cu
+  src/cuda/gemv_call.cu
   src/cuda/backend_mma.cu
 )

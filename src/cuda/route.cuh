@@ -20,16 +20,27 @@ __device__ __forceinline__ bool route_better(float v, int i, float bv, int bi) {
   return bi < 0 || v > bv || (v == bv && i < bi);
 }
 
+/* Order-preserving map of a float to uint32 (-0 taken as +0, so that equal
+ * floats map to equal keys); 0 stays below every float, -Inf included. */
+__device__ __forceinline__ uint32_t route_ord(float v) {
+  const uint32_t b = __float_as_uint(v == 0.0f ? 0.0f : v);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/* The warp's best (bv, bi) by route_better, on every lane: two warp
+ * reductions (largest key, then lowest index holding it) instead of five
+ * rounds of two shuffles. Values are never NaN here. */
 __device__ __forceinline__ void route_warp_best(float &bv, int &bi) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (oi >= 0 && route_better(ov, oi, bv, bi)) {
-      bv = ov;
-      bi = oi;
-    }
+  const uint32_t o = bi >= 0 ? route_ord(bv) : 0u;
+  const uint32_t m = __reduce_max_sync(0xffffffffu, o);
+  const uint32_t c = bi >= 0 && o == m ? (uint32_t)bi : 0xffffffffu;
+  const uint32_t i = __reduce_min_sync(0xffffffffu, c);
+  if (i == 0xffffffffu) {
+    bi = -1;
+    return;
   }
+  bv = __uint_as_float((m & 0x80000000u) ? (m & 0x7fffffffu) : ~m);
+  bi = (int)i;
 }
 
 __device__ __forceinline__ float route_sigmoid(float x) {

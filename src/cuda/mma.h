@@ -242,8 +242,8 @@ cudaError_t mma_upload_expert_map(const moe_shape *s, int32_t **dev);
  * each warp a quarter of the unit's chunks:
  *   out[t][c] = sum over local slots (in slot order) of w * (W2[e][c] . h
  *               + b2[e][c]) + Wsh2[c] . h_sh[t]
- * Weights stream through 16-byte loads straight into registers. */
-#define MMA_GEMV_MAX_M 8 /* one routing warp per token */
+ * Weights stream through per-warp cp.async rings (gemv.cu). */
+#define MMA_GEMV_MAX_M 8 /* tokens a call of the gemv path holds at most */
 typedef struct mma_gemv_args {
   const void *x;         /* [M][H] */
   const int32_t *ids_in; /* [M][k] when r.logits is NULL */

@@ -151,17 +151,6 @@ struct gv_rows_src {
   }
 };
 
-/* Chunks [base, base + n) of src's run, as a run of its own. */
-template <class Src> struct gv_part {
-  Src s;
-  int base;
-  __device__ __forceinline__ void at(int idx, const uint4 *&pa,
-                                     const uint4 *&pb, const uint4 *&pv,
-                                     float &w) const {
-    s.at(base + idx, pa, pb, pv, w);
-  }
-};
-
 /* Columns c, c + 1 of W2 over a token's local slots, as one run of
  * nv x nch chunks (so that consecutive slots' loads overlap even when I is
  * short): chunk idx is chunk idx % nch of slot idx / nch. */
@@ -356,15 +345,10 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
   }
   __syncthreads();
 
-  /* A unit is a CTA's: each warp takes a quarter of the unit's chunks, and
-   * thread 0 sums the four partials in warp order (fixed: bit-identical).
-   * At one token that is 4x the warps of one unit per warp. */
-  __shared__ float s_red[2][GV_WARPS][2];
   const int H = a.H, I = a.I, nch = I / 8, hp = H / 2;
-  const long long U = (long long)a.M * hp, G = gridDim.x;
-  long long u = blockIdx.x * U / G;
-  const long long u1 = (blockIdx.x + 1) * U / G;
-  for (int n = 0; u < u1; u++, n ^= 1) {
+  long long u, u1;
+  gv_range((long long)a.M * hp, &u, &u1);
+  for (; u < u1; u++) {
     /* column pair by column pair over the tokens: tokens on the same
      * expert read its rows back to back (repeats from L2) */
     const int cp = (int)(u / a.M), t = (int)(u - (long long)cp * a.M);
@@ -373,47 +357,30 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
     const int32_t *sq = s_q + t * k;
     float sa = 0.0f, sb = 0.0f;
     if (nv > 0) {
-      const int tot = nv * nch, b0 = warp * tot / GV_WARPS;
-      const int b1 = (warp + 1) * tot / GV_WARPS;
-      const gv_part<gv_slots_src<T>> src = {
-          {(const T *)a.w2, (const T *)a.h, sq, s_e, s_w, a.ldh,
-           (long long)H * I, (long long)c * I, nch, I},
-          b0};
-      gv_stream2<T>(src, b1 - b0, lane, ring, sa, sb);
+      const gv_slots_src<T> src = {
+          (const T *)a.w2,  (const T *)a.h,   sq,  s_e, s_w, a.ldh,
+          (long long)H * I, (long long)c * I, nch, I};
+      gv_stream2<T>(src, nv * nch, lane, ring, sa, sb);
+    }
+    for (int j = lane; a.b2 && j < nv; j += 32) {
+      const int q = sq[j];
+      const float *b = a.b2 + (long long)s_e[q] * H + c;
+      sa = fmaf(s_w[q], b[0], sa);
+      sb = fmaf(s_w[q], b[1], sb);
     }
     if (a.Is) {
-      const int tot = a.Is / 8, b0 = warp * tot / GV_WARPS;
-      const int b1 = (warp + 1) * tot / GV_WARPS;
       const T *W = (const T *)a.sw2 + (long long)c * a.Is;
-      const gv_part<gv_rows_src> src = {
-          {(const uint4 *)W, (const uint4 *)(W + a.Is),
-           (const uint4 *)((const T *)a.h_sh + (long long)t * a.ldh_sh)},
-          b0};
-      gv_stream2<T>(src, b1 - b0, lane, ring, sa, sb);
+      const gv_rows_src src = {
+          (const uint4 *)W, (const uint4 *)(W + a.Is),
+          (const uint4 *)((const T *)a.h_sh + (long long)t * a.ldh_sh)};
+      gv_stream2<T>(src, a.Is / 8, lane, ring, sa, sb);
     }
     sa = gv_warp_sum(sa);
     sb = gv_warp_sum(sb);
     if (lane == 0) {
-      s_red[n][warp][0] = sa;
-      s_red[n][warp][1] = sb;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      float A = 0.0f, B = 0.0f;
-#pragma unroll
-      for (int w = 0; w < GV_WARPS; w++) {
-        A += s_red[n][w][0];
-        B += s_red[n][w][1];
-      }
-      for (int j = 0; a.b2 && j < nv; j++) {
-        const int q = sq[j];
-        const float *b = a.b2 + (long long)s_e[q] * H + c;
-        A = fmaf(s_w[q], b[0], A);
-        B = fmaf(s_w[q], b[1], B);
-      }
       T *o = (T *)a.out + (long long)t * H + c;
-      o[0] = from_f32<T>(A);
-      o[1] = from_f32<T>(B);
+      o[0] = from_f32<T>(sa);
+      o[1] = from_f32<T>(sb);
     }
   }
 }
@@ -480,8 +447,7 @@ extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
   const long long ups = a->act.gated ? a->Is : a->Is / 2;
   const unsigned g1 =
       gv_grid((long long)a->M * a->k * upp + (long long)a->M * ups, ctas1);
-  long long u2 = (long long)a->M * (a->H / 2); /* gemv2: a unit per CTA */
-  const unsigned g2 = (unsigned)(u2 < ctas2 ? u2 : ctas2);
+  const unsigned g2 = gv_grid((long long)a->M * (a->H / 2), ctas2);
   const size_t sm1 = GV_RING_BYTES + (size_t)5 * a->M * a->k * 4;
   const size_t sm2 = mma_gemv_smem(a->M, a->k, a->E);
   if (!sm2) return cudaErrorInvalidValue;

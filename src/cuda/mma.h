@@ -238,8 +238,7 @@ cudaError_t mma_upload_expert_map(const moe_shape *s, int32_t **dev);
  * local pairs sorted by expert, warps take contiguous ranges of (two weight
  * rows, pair) units, row by row through each expert's pairs:
  *   h[pair][r] = act(W13[e] rows . x[t] + b13)   (shared: h_sh[t][r])
- * gemv2: CTAs take (two output columns, token) units, column by column,
- * each warp a quarter of the unit's chunks:
+ * gemv2: warps take (two output columns, token) units, column by column:
  *   out[t][c] = sum over local slots (in slot order) of w * (W2[e][c] . h
  *               + b2[e][c]) + Wsh2[c] . h_sh[t]
  * Weights stream through per-warp cp.async rings (gemv.cu). */

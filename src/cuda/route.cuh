@@ -47,66 +47,6 @@ __device__ __forceinline__ float route_sigmoid(float x) {
   return 1.0f / (1.0f + expf(-x));
 }
 
-#define ROUTE_RPL 8 /* keys per lane held in registers: E <= 256 */
-
-/* top-k of key[E] (no NaN) for E <= 32 ROUTE_RPL: each lane sorts its own
- * keys (experts lane + 32 j) in registers, largest first (stable: equal
- * keys keep the lower index first); each round takes the warp's best head
- * by two warp reductions and the lane that holds it pops it. The same
- * order as the loop over shared memory (larger key, then lower index),
- * without a pass over the keys per round. Lane 0 writes ids[s], wsel[s]
- * and sums wsum in slot order; a -Inf key is a fill slot of weight 0. */
-static __device__ __forceinline__ void
-route_topk_regs(const float *key, const float *sv, int E, int k, int lane,
-                int32_t *ids, float *wsel, float &wsum) {
-  uint32_t ko[ROUTE_RPL];
-  int ki[ROUTE_RPL];
-#pragma unroll
-  for (int j = 0; j < ROUTE_RPL; j++) {
-    const int e = lane + 32 * j;
-    ko[j] = e < E ? route_ord(key[e]) : 0u;
-    ki[j] = e;
-  }
-#pragma unroll
-  for (int j = 1; j < ROUTE_RPL; j++) {
-#pragma unroll
-    for (int p = j; p > 0; p--) {
-      if (ko[p] > ko[p - 1]) {
-        const uint32_t to = ko[p];
-        const int ti = ki[p];
-        ko[p] = ko[p - 1];
-        ki[p] = ki[p - 1];
-        ko[p - 1] = to;
-        ki[p - 1] = ti;
-      }
-    }
-  }
-  for (int s = 0; s < k; s++) {
-    const uint32_t h = ko[0];
-    const uint32_t m = __reduce_max_sync(0xffffffffu, h);
-    const uint32_t c = h == m && h != 0u ? (uint32_t)ki[0] : 0xffffffffu;
-    const uint32_t i = __reduce_min_sync(0xffffffffu, c);
-    if (h == m && (uint32_t)ki[0] == i) {
-#pragma unroll
-      for (int p = 0; p < ROUTE_RPL - 1; p++) {
-        ko[p] = ko[p + 1];
-        ki[p] = ki[p + 1];
-      }
-      ko[ROUTE_RPL - 1] = 0u;
-    }
-    if (lane == 0) {
-      const float bv =
-          __uint_as_float((m & 0x80000000u) ? (m & 0x7fffffffu) : ~m);
-      const int bi = i == 0xffffffffu ? -1 : (int)i;
-      const float wt = bi >= 0 && bv != -INFINITY ? sv[bi] : 0.0f;
-      ids[s] = bi;
-      wsel[s] = wt;
-      wsum += wt;
-    }
-  }
-  __syncwarp();
-}
-
 /* Routes token t into ids[k] and w[k] (global or shared memory); all 32
  * lanes of the warp call it. Mirrors the reference (src/cpu/route.c) step
  * by step, so that ids agree on untied data: the softmax is
@@ -206,31 +146,27 @@ static __device__ void route_token_warp_to(const mma_route_args &r, int t,
 
   /* top-k, in order; lane 0 writes ids and (unnormalised) weights. */
   float wsum = 0.0f;
-  if (E <= 32 * ROUTE_RPL) {
-    route_topk_regs(key, sv, E, r.k, lane, ids, wsel, wsum);
-  } else {
-    for (int s = 0; s < r.k; s++) {
-      float bv = -INFINITY;
-      int bi = -1;
-      for (int e = lane; e < E; e += 32) {
-        float v = key[e];
-        if (!isnan(v) && route_better(v, e, bv, bi)) {
-          bv = v;
-          bi = e;
-        }
+  for (int s = 0; s < r.k; s++) {
+    float bv = -INFINITY;
+    int bi = -1;
+    for (int e = lane; e < E; e += 32) {
+      float v = key[e];
+      if (!isnan(v) && route_better(v, e, bv, bi)) {
+        bv = v;
+        bi = e;
       }
-      route_warp_best(bv, bi);
-      __syncwarp(); /* every lane has read the keys of this round */
-      if (lane == 0) {
-        /* Not selectable (key -Inf): a fill slot, weight 0. */
-        const float wt = bv != -INFINITY ? sv[bi] : 0.0f;
-        ids[s] = bi;
-        wsel[s] = wt;
-        wsum += wt;
-        key[bi] = NAN;
-      }
-      __syncwarp();
     }
+    route_warp_best(bv, bi);
+    __syncwarp(); /* every lane has read the keys of this round */
+    if (lane == 0) {
+      /* Not selectable (key -Inf): a fill slot, weight 0. */
+      const float wt = bv != -INFINITY ? sv[bi] : 0.0f;
+      ids[s] = bi;
+      wsel[s] = wt;
+      wsum += wt;
+      key[bi] = NAN;
+    }
+    __syncwarp();
   }
   wsum = __shfl_sync(0xffffffffu, wsum, 0);
   const bool norm = r.renormalize && wsum > 0.0f;

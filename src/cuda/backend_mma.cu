@@ -431,11 +431,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   g.offsets = L->rb.offsets;
   g.shared_tiles = sh_tiles;
   g.pdl = L->pdl;
-  g.act.act = s->act;
-  g.act.gated = s->gated;
-  g.act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
-  g.act.alpha = s->swiglu_alpha;
-  g.act.limit = s->swiglu_limit;
+  g.act = mma_act_make(s);
 
   int n1max = s->N1 > s->N1s ? s->N1 : s->N1s;
   dim3 grid1((unsigned)(sh_tiles + mb), (unsigned)((n1max + BN - 1) / BN), 1);

@@ -36,11 +36,7 @@ extern "C" void mma_decode_layer_init(mma_decode_args *a, const moe_shape *s,
   a->Is = s->Is;
   a->N1 = s->N1;
   a->N1s = s->N1s;
-  a->act.act = s->act;
-  a->act.gated = s->gated;
-  a->act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
-  a->act.alpha = s->swiglu_alpha;
-  a->act.limit = s->swiglu_limit;
+  a->act = mma_act_make(s);
   a->k = s->k;
   dec_splits(s->I, &a->z2, &a->kc2);
   dec_splits(has_sh ? s->Is : 1, &a->z2s, &a->kc2s);

@@ -11,6 +11,16 @@
 
 #include "common.cuh"
 
+extern "C" mma_act mma_act_make(const moe_shape *s) {
+  mma_act a;
+  a.act = s->act;
+  a.gated = s->gated;
+  a.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
+  a.alpha = s->swiglu_alpha;
+  a.limit = s->swiglu_limit;
+  return a;
+}
+
 extern "C" mma_route_args mma_route_args_make(const moe_shape *s,
                                               const float *cbias,
                                               const float *logits, int M,

@@ -68,9 +68,5 @@ extern "C" void mma_gemv_layer_init(mma_gemv_args *g, const moe_shape *s,
   g->Is = s->Is;
   g->N1 = s->N1;
   g->N1s = s->N1s;
-  g->act.act = s->act;
-  g->act.gated = s->gated;
-  g->act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
-  g->act.alpha = s->swiglu_alpha;
-  g->act.limit = s->swiglu_limit;
+  g->act = mma_act_make(s);
 }

@@ -207,6 +207,9 @@ typedef struct mma_dispatch_bufs {
   int32_t *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
   int32_t *row_expert, *tiles, *n_tiles, *counts;
 } mma_dispatch_bufs;
+/* The activation of shape s as the kernels take it (swiglu-oai's gate and
+ * up rows interleaved, the others in halves). */
+mma_act mma_act_make(const moe_shape *s);
 /* Routing arguments of shape s (correction bias used with sigmoid only). */
 mma_route_args mma_route_args_make(const moe_shape *s, const float *cbias,
                                    const float *logits, int M, int32_t *ids,

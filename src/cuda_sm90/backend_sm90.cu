@@ -176,11 +176,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   g->tiles = L->rb.tiles;
   g->n_tiles = L->rb.n_tiles;
   g->offsets = L->rb.offsets;
-  g->act.act = s->act;
-  g->act.gated = s->gated;
-  g->act.interleaved = s->act == MOE_ACT_SWIGLU_OAI;
-  g->act.alpha = s->swiglu_alpha;
-  g->act.limit = s->swiglu_limit;
+  g->act = mma_act_make(s);
 
   g = &L->g2;
   memset(g, 0, sizeof *g);

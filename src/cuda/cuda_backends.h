@@ -24,6 +24,8 @@ moe_status moe_cuda_query_device(int ordinal, moe_device *dev, char *msg,
 int moe_cuda_sass_for(int sm);
 /* SASS, or PTX the driver can compile, for sm in this build? */
 int moe_cuda_image_for(int sm);
+/* Is tok (e.g. "90a") one of this build's arch tokens, to the letter? */
+int moe_cuda_arch_listed(const char *tok);
 
 #ifdef __cplusplus
 }

@@ -56,18 +56,34 @@ static int sass_usable(const char *tok, int len, int sm) {
   return 0;
 }
 
+/* The next arch token of MOE_CUDA_ARCH_LIST at or after p ("90a", "100f",
+ * "86"; separated by spaces or ';'), its length in *len; NULL at the end. */
+static const char *arch_token(const char *p, int *len) {
+  while (*p == ' ' || *p == ';')
+    p++;
+  const char *q = p;
+  while (*q && *q != ' ' && *q != ';')
+    q++;
+  *len = (int)(q - p);
+  return q > p ? p : NULL;
+}
+
 /* SASS for exactly this sm (or its family) in the build? */
 extern "C" int moe_cuda_sass_for(int sm) {
-  const char *p = MOE_CUDA_ARCH_LIST;
-  while (*p) {
-    while (*p == ' ' || *p == ';')
-      p++;
-    const char *q = p;
-    while (*q && *q != ' ' && *q != ';')
-      q++;
-    if (q > p && sass_usable(p, (int)(q - p), sm)) return 1;
-    p = q;
-  }
+  int len = 0;
+  for (const char *p = arch_token(MOE_CUDA_ARCH_LIST, &len); p;
+       p = arch_token(p + len, &len))
+    if (sass_usable(p, len, sm)) return 1;
+  return 0;
+}
+
+/* Is tok ("90a") one of the build's arch tokens, to the letter? */
+extern "C" int moe_cuda_arch_listed(const char *tok) {
+  const int n = (int)strlen(tok);
+  int len = 0;
+  for (const char *p = arch_token(MOE_CUDA_ARCH_LIST, &len); p;
+       p = arch_token(p + len, &len))
+    if (len == n && strncmp(p, tok, (size_t)n) == 0) return 1;
   return 0;
 }
 

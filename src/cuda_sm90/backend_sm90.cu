@@ -56,17 +56,7 @@ static const moe_support_row sm90_rows[] = {
 /* Is "90a" one of the build's SASS archs? (plain "90" or PTX would not
  * hold wgmma: the kernels compile to empty bodies there). */
 static int has_90a(void) {
-  const char *p = MOE_CUDA_ARCH_LIST;
-  while (*p) {
-    while (*p == ' ' || *p == ';')
-      p++;
-    const char *q = p;
-    while (*q && *q != ' ' && *q != ';')
-      q++;
-    if (q - p == 3 && strncmp(p, "90a", 3) == 0) return 1;
-    p = q;
-  }
-  return 0;
+  return moe_cuda_arch_listed("90a");
 }
 
 static int sm90_kernel_compiled(int sm, moe_dtype dt, moe_activation act,

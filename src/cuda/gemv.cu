@@ -2,9 +2,10 @@
  * gemv.cu - the path for a handful of tokens (mma.h, "gemv"): two kernels
  * and no permutation, routing or combine launches.
  *
- * At one to a few tokens the layer is a weight stream: each touched expert's
- * rows are read once and meet one or two token vectors. Tensor cores buy
- * nothing there; what matters is bytes in flight. Each warp takes a
+ * At one to a few tokens the layer is a weight stream: each pair's expert
+ * rows are read once and meet one token vector (an expert two tokens chose
+ * is read twice: gemv_call.cu limits the tokens by those repeats). Tensor
+ * cores buy nothing there; what matters is bytes in flight. Each warp takes a
  * contiguous range of units of two weight rows and one vector, and streams
  * rows and vector through its own ring of GV_S shared-memory stages with
  * cp.async (GV_U 16-byte chunks of each per lane and stage): GV_S - 1

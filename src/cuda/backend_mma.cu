@@ -128,12 +128,6 @@ static int aligned16(const void *p, long long ld) {
   return ((uintptr_t)p & 15) == 0 && (ld & 7) == 0;
 }
 
-static size_t carve(size_t *off, size_t bytes) {
-  size_t at = *off;
-  *off += (bytes + 255) & ~(size_t)255;
-  return at;
-}
-
 /* An environment knob: a number >= 0, or def. */
 static double env_num(const char *name, double def) {
   const char *e = getenv(name);
@@ -234,43 +228,24 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   L->Isp = ((long long)s->Is + 7) / 8 * 8;
   const long long H = s->H, El = s->E_local;
   size_t off = 0, o[20];
-  o[0] = carve(&off, P * 4);            /* ids */
-  o[1] = carve(&off, P * 4);            /* wts */
-  o[2] = carve(&off, P * 4);            /* pair_e */
-  o[3] = carve(&off, P * 4);            /* rank */
-  o[4] = carve(&off, (El + 1) * 4);     /* offsets */
-  o[5] = carve(&off, P * 4);            /* sorted_pair */
-  o[6] = carve(&off, P * 4);            /* sorted_tok */
-  o[7] = carve(&off, P * 4);            /* row_expert */
-  o[8] = carve(&off, 2 * (P + El) * 4); /* tiles */
-  o[9] = carve(&off, 4);
-  o[18] = carve(&off, El * 4);                                  /* counts */
-  o[10] = carve(&off, P * L->Ip * es);                          /* act */
-  o[11] = carve(&off, s->Is ? Mc * L->Isp * es : 0);            /* act_sh */
-  o[12] = carve(&off, P * H * 4);                               /* Y0 */
-  o[13] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SR2p * H * 4); /* Yx */
-  o[14] = carve(&off, s->Is ? Mc * H * 4 : 0);                  /* Ysh0 */
-  o[15] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SR2t * H * 4 : 0);
-  o[16] = carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * s->N1 * 4); /* P1 */
-  o[17] = carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * s->N1s * 4
-                            : 0); /* P1s */
+  mma_dispatch_carve(NULL, NULL, &off, P, El);           /* first: rb */
+  o[10] = mma_carve(&off, P * L->Ip * es);               /* act */
+  o[11] = mma_carve(&off, s->Is ? Mc * L->Isp * es : 0); /* act_sh */
+  o[12] = mma_carve(&off, P * H * 4);                    /* Y0 */
+  o[13] = mma_carve(&off, (size_t)MMA_SPLIT_MAX * L->SR2p * H * 4); /* Yx */
+  o[14] = mma_carve(&off, s->Is ? Mc * H * 4 : 0);                  /* Ysh0 */
+  o[15] = mma_carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SR2t * H * 4 : 0);
+  o[16] = mma_carve(&off, (size_t)MMA_SPLIT_MAX * L->SRp * s->N1 * 4); /* P1 */
+  o[17] = mma_carve(&off, s->Is ? (size_t)MMA_SPLIT_MAX * L->SRt * s->N1s * 4
+                                : 0); /* P1s */
   /* Decode: Y planes in Yx / Yshx, so up to SR2p pairs and SR2t tokens. */
   const int tile_cap = (L->SR2t + MMA_DEC_ROWS - 1) / MMA_DEC_ROWS + L->SR2p;
   const long long nctr = mma_decode_ctr_count(tile_cap, L->SR2t, s->H);
-  o[19] = carve(&off, (size_t)nctr * 4);
+  o[19] = mma_carve(&off, (size_t)nctr * 4);
   CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
   char *b = (char *)L->ws;
-  L->rb.ids = (int32_t *)(b + o[0]);
-  L->rb.wts = (float *)(b + o[1]);
-  L->rb.pair_e = (int32_t *)(b + o[2]);
-  L->rb.rank = (int32_t *)(b + o[3]);
-  L->rb.offsets = (int32_t *)(b + o[4]);
-  L->rb.sorted_pair = (int32_t *)(b + o[5]);
-  L->rb.sorted_tok = (int32_t *)(b + o[6]);
-  L->rb.row_expert = (int32_t *)(b + o[7]);
-  L->rb.tiles = (int32_t *)(b + o[8]);
-  L->rb.n_tiles = (int32_t *)(b + o[9]);
-  L->rb.counts = (int32_t *)(b + o[18]);
+  size_t rb_off = 0;
+  mma_dispatch_carve(&L->rb, b, &rb_off, P, El);
   L->act = b + o[10];
   L->act_sh = s->Is ? b + o[11] : NULL;
   L->Y0 = (float *)(b + o[12]);

@@ -11,6 +11,39 @@
 
 #include "common.cuh"
 
+extern "C" size_t mma_carve(size_t *off, size_t bytes) {
+  size_t at = *off;
+  *off += (bytes + 255) & ~(size_t)255;
+  return at;
+}
+
+extern "C" void mma_dispatch_carve(mma_dispatch_bufs *b, char *base,
+                                   size_t *off, long long P, long long El) {
+  const size_t o[11] = {mma_carve(off, P * 4),            /* ids */
+                        mma_carve(off, P * 4),            /* wts */
+                        mma_carve(off, P * 4),            /* pair_e */
+                        mma_carve(off, P * 4),            /* rank */
+                        mma_carve(off, (El + 1) * 4),     /* offsets */
+                        mma_carve(off, P * 4),            /* sorted_pair */
+                        mma_carve(off, P * 4),            /* sorted_tok */
+                        mma_carve(off, P * 4),            /* row_expert */
+                        mma_carve(off, 2 * (P + El) * 4), /* tiles */
+                        mma_carve(off, 4),                /* n_tiles */
+                        mma_carve(off, El * 4)};          /* counts */
+  if (!b) return;
+  b->ids = (int32_t *)(base + o[0]);
+  b->wts = (float *)(base + o[1]);
+  b->pair_e = (int32_t *)(base + o[2]);
+  b->rank = (int32_t *)(base + o[3]);
+  b->offsets = (int32_t *)(base + o[4]);
+  b->sorted_pair = (int32_t *)(base + o[5]);
+  b->sorted_tok = (int32_t *)(base + o[6]);
+  b->row_expert = (int32_t *)(base + o[7]);
+  b->tiles = (int32_t *)(base + o[8]);
+  b->n_tiles = (int32_t *)(base + o[9]);
+  b->counts = (int32_t *)(base + o[10]);
+}
+
 extern "C" mma_act mma_act_make(const moe_shape *s) {
   mma_act a;
   a.act = s->act;

@@ -207,6 +207,14 @@ typedef struct mma_dispatch_bufs {
   int32_t *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
   int32_t *row_expert, *tiles, *n_tiles, *counts;
 } mma_dispatch_bufs;
+/* A workspace carving: *off advances by bytes rounded up to 256; returns
+ * where that piece starts. */
+size_t mma_carve(size_t *off, size_t bytes);
+/* Carves the routing and permutation buffers of P pairs and El local
+ * experts from *off on and, when b is not NULL, points them into base
+ * (emap untouched). Both backends' workspaces begin with them. */
+void mma_dispatch_carve(mma_dispatch_bufs *b, char *base, size_t *off,
+                        long long P, long long El);
 /* The activation of shape s as the kernels take it (swiglu-oai's gate and
  * up rows interleaved, the others in halves). */
 mma_act mma_act_make(const moe_shape *s);

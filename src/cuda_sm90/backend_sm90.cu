@@ -120,12 +120,6 @@ static void sm90_destroy(void *p) {
   free(L);
 }
 
-static size_t carve(size_t *off, size_t bytes) {
-  size_t at = *off;
-  *off += (bytes + 255) & ~(size_t)255;
-  return at;
-}
-
 static int n_tiles_of(int N, int halves) {
   return halves ? (N / 2 + SM90_BN / 2 - 1) / (SM90_BN / 2)
                 : (N + SM90_BN - 1) / SM90_BN;
@@ -255,36 +249,17 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   L->P = (int)P;
   const long long H = s->H, El = s->E_local;
   size_t off = 0, o[18];
-  o[0] = carve(&off, P * 4);                        /* ids */
-  o[1] = carve(&off, P * 4);                        /* wts */
-  o[2] = carve(&off, P * 4);                        /* pair_e */
-  o[3] = carve(&off, P * 4);                        /* rank */
-  o[4] = carve(&off, (El + 1) * 4);                 /* offsets */
-  o[5] = carve(&off, P * 4);                        /* sorted_pair */
-  o[6] = carve(&off, P * 4);                        /* sorted_tok */
-  o[7] = carve(&off, P * 4);                        /* row_expert */
-  o[8] = carve(&off, 2 * (P + El) * 4);             /* tiles */
-  o[9] = carve(&off, 4);                            /* n_tiles */
-  o[10] = carve(&off, El * 4);                      /* counts */
-  o[11] = carve(&off, P * H * es);                  /* xp */
-  o[12] = carve(&off, s->Is ? Mc * H * es : 0);     /* xs */
-  o[13] = carve(&off, P * s->I * es);               /* act */
-  o[14] = carve(&off, s->Is ? Mc * s->Is * es : 0); /* act_sh */
-  o[15] = carve(&off, P * H * 4);                   /* Y */
-  o[16] = carve(&off, s->Is ? Mc * H * 4 : 0);      /* Ysh */
+  mma_dispatch_carve(NULL, NULL, &off, P, El);          /* first: rb */
+  o[11] = mma_carve(&off, P * H * es);                  /* xp */
+  o[12] = mma_carve(&off, s->Is ? Mc * H * es : 0);     /* xs */
+  o[13] = mma_carve(&off, P * s->I * es);               /* act */
+  o[14] = mma_carve(&off, s->Is ? Mc * s->Is * es : 0); /* act_sh */
+  o[15] = mma_carve(&off, P * H * 4);                   /* Y */
+  o[16] = mma_carve(&off, s->Is ? Mc * H * 4 : 0);      /* Ysh */
   CKL(cudaMalloc(&L->ws, off), "cudaMalloc(workspace)");
   char *b = (char *)L->ws;
-  L->rb.ids = (int32_t *)(b + o[0]);
-  L->rb.wts = (float *)(b + o[1]);
-  L->rb.pair_e = (int32_t *)(b + o[2]);
-  L->rb.rank = (int32_t *)(b + o[3]);
-  L->rb.offsets = (int32_t *)(b + o[4]);
-  L->rb.sorted_pair = (int32_t *)(b + o[5]);
-  L->rb.sorted_tok = (int32_t *)(b + o[6]);
-  L->rb.row_expert = (int32_t *)(b + o[7]);
-  L->rb.tiles = (int32_t *)(b + o[8]);
-  L->rb.n_tiles = (int32_t *)(b + o[9]);
-  L->rb.counts = (int32_t *)(b + o[10]);
+  size_t rb_off = 0;
+  mma_dispatch_carve(&L->rb, b, &rb_off, P, El);
   L->xp = b + o[11];
   L->xs = s->Is ? b + o[12] : NULL;
   L->act = b + o[13];

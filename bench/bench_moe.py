@@ -368,7 +368,15 @@ def main():
                     ", ".join(VARIANTS))
     ap.add_argument("--ab-pdl", action="store_true",
                     help="also time M <= 256 with MOE_CUDA_PDL=1")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME=BACKEND:K=V[,K=V...]: a backend run with "
+                    "those environment variables, named NAME")
     a = ap.parse_args()
+    for v in a.variant:
+        name, rest = v.split("=", 1)
+        base, _, kv = rest.partition(":")
+        VARIANTS[name] = (base, dict(x.split("=", 1) for x in kv.split(",")
+                                     if x))
     torch.manual_seed(0)
     moe = Moe(a.lib)
     bw, tf = ceilings()

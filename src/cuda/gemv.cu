@@ -14,7 +14,8 @@
  * by ptxas, and a vector loaded at compute time cost an L2 round trip per
  * stage), and a lane only ever reads back what it copied itself, so no
  * barrier is needed. The grid is one wave of resident CTAs; contiguous
- * ranges balance the work to within one unit.
+ * ranges balance the work to within one unit. gemv1 streams a warp's whole
+ * range as one run, so the ring never drains between units.
  *
  * gemv1 routes in every CTA (a warp per token: a few hundred logits from
  * L2, cheaper than a separate launch) so that its copies start at once.
@@ -25,8 +26,16 @@
 
 #define GV_WARPS 4
 #define GV_THREADS (GV_WARPS * 32)
+/* The ring's shape (overridable at build time, for bench/sweep_builds.sh) */
+#ifndef GV_U
 #define GV_U 2 /* 16-byte chunks per row, lane and stage */
+#endif
+#ifndef GV_S
 #define GV_S 4 /* stages per warp: GV_S - 1 in flight */
+#endif
+#ifndef GV_MINB
+#define GV_MINB 4 /* resident CTAs per SM the registers must allow */
+#endif
 /* A stage: row a, row b and the vector, GV_U x 32 chunks each. */
 #define GV_STAGE_BYTES (3 * GV_U * 32 * 16)
 #define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 48 KB */
@@ -199,8 +208,148 @@ __device__ __forceinline__ void gv_range(long long U, long long *u0,
   *u1 = (gw + 1) * U / W;
 }
 
+/* gemv1's pair tables in shared memory. */
+struct gv1_tables {
+  const int32_t *e, *sorted, *gb, *gn;
+};
+
+/* GEMM1 unit u: its two weight rows and vector, and where it writes. */
+template <class T> struct gv1_unit {
+  const T *wa, *wb, *x;
+  const float *bias; /* the expert's b13, or NULL */
+  T *dst;
+  int rr, ra, rb;
+};
+
+/* Unit u < Ur: row rr of group [b, b + n) of sorted pairs (rows of an
+ * expert go through all its pairs); u >= Ur: the shared expert, row by row
+ * over the tokens. */
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS, 4)
+__device__ __forceinline__ gv1_unit<T> gv1_decode(const mma_gemv_args &a,
+                                                  const gv1_tables &tb, int Ur,
+                                                  int upp, int u) {
+  gv1_unit<T> o;
+  const T *W;
+  int t, Irows;
+  o.bias = nullptr;
+  if (u < Ur) {
+    const int s0 = u / upp, b = tb.gb[s0], n = tb.gn[s0];
+    const int ug = u - b * upp;
+    o.rr = ug / n;
+    const int q = tb.sorted[b + ug - o.rr * n];
+    const int e = tb.e[q];
+    t = q / a.k;
+    Irows = a.I;
+    W = (const T *)a.w13 + (long long)e * a.N1 * a.H;
+    if (a.b13) o.bias = a.b13 + (long long)e * a.N1;
+    o.dst = (T *)a.h + (long long)q * a.ldh;
+  } else {
+    o.rr = (u - Ur) / a.M;
+    t = u - Ur - o.rr * a.M;
+    Irows = a.Is;
+    W = (const T *)a.sw13;
+    o.dst = (T *)a.h_sh + (long long)t * a.ldh_sh;
+  }
+  gv_rows1(a.act, Irows, o.rr, &o.ra, &o.rb);
+  o.wa = W + (long long)o.ra * a.H;
+  o.wb = W + (long long)o.rb * a.H;
+  o.x = (const T *)a.x + (long long)t * a.H;
+  return o;
+}
+
+/* Lane 0: unit u's bias, activation and store, from the warp's sums. */
+template <class T>
+__device__ __forceinline__ void gv1_store(const mma_gemv_args &a,
+                                          const gv1_tables &tb, int Ur, int upp,
+                                          int u, float sa, float sb) {
+  const gv1_unit<T> o = gv1_decode<T>(a, tb, Ur, upp, u);
+  if (o.bias) {
+    sa += o.bias[o.ra];
+    sb += o.bias[o.rb];
+  }
+  if (a.act.gated) {
+    o.dst[o.rr] = from_f32<T>(act_apply(a.act, sa, sb));
+  } else {
+    o.dst[2 * o.rr] = from_f32<T>(act_apply(a.act, sa, 0.0f));
+    o.dst[2 * o.rr + 1] = from_f32<T>(act_apply(a.act, sb, 0.0f));
+  }
+}
+
+/* Units [u0, u0 + nu) as one run of nu x nch chunks through the ring, so
+ * that the next unit's copies are in flight while a unit ends (a unit of
+ * qwen3 is four stages: a drained ring per unit was a DRAM round trip in
+ * four). A 32-chunk group spans at most two units (nch >= 32): lanes add
+ * into the sums of the group's first unit or of the next, and a unit is
+ * stored by the group that holds its last chunk. Copies keep the decoded
+ * pointers of the last unit they saw. */
+template <class T>
+__device__ __forceinline__ void
+gv1_run(const mma_gemv_args &a, const gv1_tables &tb, int Ur, int upp, int u0,
+        int nu, int lane, uint32_t ring) {
+  const int nch = a.H / 8, tot = nu * nch;
+  const int ng = (tot + 32 * GV_U - 1) / (32 * GV_U);
+  int cu = -1; /* the unit whose pointers the copies hold */
+  const uint4 *pa = (const uint4 *)a.x, *pb = pa, *pv = pa;
+  float sa = 0.0f, sb = 0.0f, na = 0.0f, nb = 0.0f;
+  for (int g = 0; g < ng + GV_S - 1; g++) {
+    if (g < ng) {
+      const uint32_t st = ring + (g % GV_S) * GV_STAGE_BYTES;
+#pragma unroll
+      for (int i = 0; i < GV_U; i++) {
+        const int idx = g * 32 * GV_U + lane + 32 * i;
+        const bool ok = idx < tot;
+        const int uu = ok ? idx / nch : cu, ch = ok ? idx - uu * nch : 0;
+        if (uu != cu) {
+          const gv1_unit<T> o = gv1_decode<T>(a, tb, Ur, upp, u0 + uu);
+          pa = (const uint4 *)o.wa;
+          pb = (const uint4 *)o.wb;
+          pv = (const uint4 *)o.x;
+          cu = uu;
+        }
+        cp_async16(st + (i * 32 + lane) * 16, pa + ch, ok ? 16 : 0);
+        cp_async16(st + ((GV_U + i) * 32 + lane) * 16, pb + ch, ok ? 16 : 0);
+        gv_cp_async_ca(st + ((2 * GV_U + i) * 32 + lane) * 16, pv + ch,
+                       ok ? 16 : 0);
+      }
+    }
+    cp_async_commit();
+    if (g < GV_S - 1) continue;
+    /* compute stage c = g - (GV_S - 1) */
+    const int c = g - (GV_S - 1);
+    cp_async_wait<GV_S - 1>();
+    const uint32_t st = ring + (c % GV_S) * GV_STAGE_BYTES;
+#pragma unroll
+    for (int i = 0; i < GV_U; i++) {
+      const int base = c * 32 * GV_U + 32 * i;
+      if (base >= tot) break;
+      const int idx = base + lane;
+      const uint4 v = gv_lds(st + ((2 * GV_U + i) * 32 + lane) * 16);
+      const uint4 wa = gv_lds(st + (i * 32 + lane) * 16);
+      const uint4 wb = gv_lds(st + ((GV_U + i) * 32 + lane) * 16);
+      const float da = idx < tot ? gv_dot8<T>(wa, v) : 0.0f;
+      const float db = idx < tot ? gv_dot8<T>(wb, v) : 0.0f;
+      const int ulo = base / nch, B = (ulo + 1) * nch;
+      if (idx < B) {
+        sa += da;
+        sb += db;
+      } else {
+        na += da;
+        nb += db;
+      }
+      if (B <= base + 32) { /* unit ulo ends in this group */
+        sa = gv_warp_sum(sa);
+        sb = gv_warp_sum(sb);
+        if (lane == 0) gv1_store<T>(a, tb, Ur, upp, u0 + ulo, sa, sb);
+        sa = na;
+        sb = nb;
+        na = nb = 0.0f;
+      }
+    }
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
   extern __shared__ uint4 s_dyn4[];
   pdl_enter();
@@ -265,64 +414,21 @@ __global__ void __launch_bounds__(GV_THREADS, 4)
   }
   __syncthreads();
 
-  const int H = a.H, nch = H / 8;
-  const long long upp = a.act.gated ? a.I : a.I / 2;
-  const long long ups = a.act.gated ? a.Is : a.Is / 2;
-  const long long Ur = (long long)V * upp;
-  long long u, u1;
-  gv_range(Ur + (long long)a.M * ups, &u, &u1);
-  for (; u < u1; u++) {
-    const T *W;
-    const float *bias = nullptr;
-    T *dst;
-    int t, rr, Irows;
-    if (u < Ur) {
-      /* group [b, b + n) of sorted pairs; unit (row rr, member m) */
-      const int s0 = (int)(u / upp), b = s_gb[s0], n = s_gn[s0];
-      const long long ug = u - (long long)b * upp;
-      rr = (int)(ug / n);
-      const int q = s_sorted[b + (int)(ug - (long long)rr * n)];
-      const int e = s_e[q];
-      t = q / a.k;
-      Irows = a.I;
-      W = (const T *)a.w13 + (long long)e * a.N1 * H;
-      if (a.b13) bias = a.b13 + (long long)e * a.N1;
-      dst = (T *)a.h + (long long)q * a.ldh;
-    } else {
-      /* the shared expert: row by row over the tokens */
-      rr = (int)((u - Ur) / a.M);
-      t = (int)(u - Ur - (long long)rr * a.M);
-      Irows = a.Is;
-      W = (const T *)a.sw13;
-      dst = (T *)a.h_sh + (long long)t * a.ldh_sh;
-    }
-    int ra, rb;
-    gv_rows1(a.act, Irows, rr, &ra, &rb);
-    float sa = 0.0f, sb = 0.0f;
-    const gv_rows_src src = {
-        (const uint4 *)(W + (long long)ra * H),
-        (const uint4 *)(W + (long long)rb * H),
-        (const uint4 *)((const T *)a.x + (long long)t * H)};
-    gv_stream2<T>(src, nch, lane, ring, sa, sb);
-    sa = gv_warp_sum(sa);
-    sb = gv_warp_sum(sb);
-    if (lane == 0) {
-      if (bias) {
-        sa += bias[ra];
-        sb += bias[rb];
-      }
-      if (a.act.gated) {
-        dst[rr] = from_f32<T>(act_apply(a.act, sa, sb));
-      } else {
-        dst[2 * rr] = from_f32<T>(act_apply(a.act, sa, 0.0f));
-        dst[2 * rr + 1] = from_f32<T>(act_apply(a.act, sb, 0.0f));
-      }
-    }
-  }
+  const gv1_tables tb = {s_e, s_sorted, s_gb, s_gn};
+  const int upp = a.act.gated ? a.I : a.I / 2;
+  const int ups = a.act.gated ? a.Is : a.Is / 2;
+  const int Ur = V * upp;
+  long long u0, u1;
+  gv_range(Ur + (long long)a.M * ups, &u0, &u1);
+  if (a.H >= 256) /* a 32-chunk group spans at most two units */
+    gv1_run<T>(a, tb, Ur, upp, (int)u0, (int)(u1 - u0), lane, ring);
+  else
+    for (int u = (int)u0; u < (int)u1; u++)
+      gv1_run<T>(a, tb, Ur, upp, u, 1, lane, ring);
 }
 
 template <class T>
-__global__ void __launch_bounds__(GV_THREADS, 4)
+__global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gemv2_kernel(const mma_gemv_args a) {
   extern __shared__ uint4 s_dyn4[];
   pdl_enter();

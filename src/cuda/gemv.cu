@@ -14,8 +14,7 @@
  * by ptxas, and a vector loaded at compute time cost an L2 round trip per
  * stage), and a lane only ever reads back what it copied itself, so no
  * barrier is needed. The grid is one wave of resident CTAs; contiguous
- * ranges balance the work to within one unit. gemv1 streams a warp's whole
- * range as one run, so the ring never drains between units.
+ * ranges balance the work to within one unit.
  *
  * gemv1 routes in every CTA (a warp per token: a few hundred logits from
  * L2, cheaper than a separate launch) so that its copies start at once.
@@ -257,12 +256,10 @@ __device__ __forceinline__ gv1_unit<T> gv1_decode(const mma_gemv_args &a,
   return o;
 }
 
-/* Lane 0: unit u's bias, activation and store, from the warp's sums. */
+/* Lane 0: unit o's bias, activation and store, from the warp's sums. */
 template <class T>
-__device__ __forceinline__ void gv1_store(const mma_gemv_args &a,
-                                          const gv1_tables &tb, int Ur, int upp,
-                                          int u, float sa, float sb) {
-  const gv1_unit<T> o = gv1_decode<T>(a, tb, Ur, upp, u);
+__device__ __forceinline__ void
+gv1_store(const mma_gemv_args &a, const gv1_unit<T> &o, float sa, float sb) {
   if (o.bias) {
     sa += o.bias[o.ra];
     sb += o.bias[o.rb];
@@ -275,76 +272,20 @@ __device__ __forceinline__ void gv1_store(const mma_gemv_args &a,
   }
 }
 
-/* Units [u0, u0 + nu) as one run of nu x nch chunks through the ring, so
- * that the next unit's copies are in flight while a unit ends (a unit of
- * qwen3 is four stages: a drained ring per unit was a DRAM round trip in
- * four). A 32-chunk group spans at most two units (nch >= 32): lanes add
- * into the sums of the group's first unit or of the next, and a unit is
- * stored by the group that holds its last chunk. Copies keep the decoded
- * pointers of the last unit they saw. */
+/* Units [u0, u0 + nu), each one run of the ring. */
 template <class T>
 __device__ __forceinline__ void
 gv1_run(const mma_gemv_args &a, const gv1_tables &tb, int Ur, int upp, int u0,
         int nu, int lane, uint32_t ring) {
-  const int nch = a.H / 8, tot = nu * nch;
-  const int ng = (tot + 32 * GV_U - 1) / (32 * GV_U);
-  int cu = -1; /* the unit whose pointers the copies hold */
-  const uint4 *pa = (const uint4 *)a.x, *pb = pa, *pv = pa;
-  float sa = 0.0f, sb = 0.0f, na = 0.0f, nb = 0.0f;
-  for (int g = 0; g < ng + GV_S - 1; g++) {
-    if (g < ng) {
-      const uint32_t st = ring + (g % GV_S) * GV_STAGE_BYTES;
-#pragma unroll
-      for (int i = 0; i < GV_U; i++) {
-        const int idx = g * 32 * GV_U + lane + 32 * i;
-        const bool ok = idx < tot;
-        const int uu = ok ? idx / nch : cu, ch = ok ? idx - uu * nch : 0;
-        if (uu != cu) {
-          const gv1_unit<T> o = gv1_decode<T>(a, tb, Ur, upp, u0 + uu);
-          pa = (const uint4 *)o.wa;
-          pb = (const uint4 *)o.wb;
-          pv = (const uint4 *)o.x;
-          cu = uu;
-        }
-        cp_async16(st + (i * 32 + lane) * 16, pa + ch, ok ? 16 : 0);
-        cp_async16(st + ((GV_U + i) * 32 + lane) * 16, pb + ch, ok ? 16 : 0);
-        gv_cp_async_ca(st + ((2 * GV_U + i) * 32 + lane) * 16, pv + ch,
-                       ok ? 16 : 0);
-      }
-    }
-    cp_async_commit();
-    if (g < GV_S - 1) continue;
-    /* compute stage c = g - (GV_S - 1) */
-    const int c = g - (GV_S - 1);
-    cp_async_wait<GV_S - 1>();
-    const uint32_t st = ring + (c % GV_S) * GV_STAGE_BYTES;
-#pragma unroll
-    for (int i = 0; i < GV_U; i++) {
-      const int base = c * 32 * GV_U + 32 * i;
-      if (base >= tot) break;
-      const int idx = base + lane;
-      const uint4 v = gv_lds(st + ((2 * GV_U + i) * 32 + lane) * 16);
-      const uint4 wa = gv_lds(st + (i * 32 + lane) * 16);
-      const uint4 wb = gv_lds(st + ((GV_U + i) * 32 + lane) * 16);
-      const float da = idx < tot ? gv_dot8<T>(wa, v) : 0.0f;
-      const float db = idx < tot ? gv_dot8<T>(wb, v) : 0.0f;
-      const int ulo = base / nch, B = (ulo + 1) * nch;
-      if (idx < B) {
-        sa += da;
-        sb += db;
-      } else {
-        na += da;
-        nb += db;
-      }
-      if (B <= base + 32) { /* unit ulo ends in this group */
-        sa = gv_warp_sum(sa);
-        sb = gv_warp_sum(sb);
-        if (lane == 0) gv1_store<T>(a, tb, Ur, upp, u0 + ulo, sa, sb);
-        sa = na;
-        sb = nb;
-        na = nb = 0.0f;
-      }
-    }
+  for (int u = u0; u < u0 + nu; u++) {
+    const gv1_unit<T> o = gv1_decode<T>(a, tb, Ur, upp, u);
+    float sa = 0.0f, sb = 0.0f;
+    const gv_rows_src src = {(const uint4 *)o.wa, (const uint4 *)o.wb,
+                             (const uint4 *)o.x};
+    gv_stream2<T>(src, a.H / 8, lane, ring, sa, sb);
+    sa = gv_warp_sum(sa);
+    sb = gv_warp_sum(sb);
+    if (lane == 0) gv1_store<T>(a, o, sa, sb);
   }
 }
 
@@ -420,11 +361,7 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const int Ur = V * upp;
   long long u0, u1;
   gv_range(Ur + (long long)a.M * ups, &u0, &u1);
-  if (a.H >= 256) /* a 32-chunk group spans at most two units */
-    gv1_run<T>(a, tb, Ur, upp, (int)u0, (int)(u1 - u0), lane, ring);
-  else
-    for (int u = (int)u0; u < (int)u1; u++)
-      gv1_run<T>(a, tb, Ur, upp, u, 1, lane, ring);
+  gv1_run<T>(a, tb, Ur, upp, (int)u0, (int)(u1 - u0), lane, ring);
 }
 
 template <class T>

@@ -152,7 +152,7 @@ static void test_edges(void **state) {
  * token, tokens with no local expert, k = E, E = 257, biases and a shared
  * expert, f16, odd H and I (gemv declines: the tile path serves). */
 static void gemv_edge_cases(void) {
-  /* H = 264: 33 chunks a row, so gemv1's 32-chunk groups straddle units */
+  /* H = 264: rows of 33 16-byte chunks, a partial last ring stage */
   tcase base = {"gemv edge", 16, 4, 264, 64, 0,    MOE_ACT_SILU,
                 1,           SM, 0, 0,   1,  0.0f, 0,
                 0,           BF, 1, 0,   0,  0};

@@ -156,6 +156,7 @@ static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
   g->ldh = L->Ip;
   g->ldh_sh = L->Isp;
   g->pdl = L->pdl;
+  g->mma1 = env_num("MOE_MMA_GEMV_MMA", 0.0) != 0.0;
   return cudaSuccess;
 }
 

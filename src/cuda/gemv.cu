@@ -18,6 +18,8 @@
  *
  * gemv1 routes in every CTA (a warp per token: a few hundred logits from
  * L2, cheaper than a separate launch) so that its copies start at once.
+ * Its GEMM can instead run on tensor cores (gemv_mma.cuh; opt-in, measured
+ * slower on an H200: bench/NOTES.md, v6).
  * gemv2 reads the pair table gemv1's block 0 stored. Sums run in a fixed
  * order with no atomics: results are bit-identical run to run.
  */
@@ -207,6 +209,8 @@ __device__ __forceinline__ void gv_range(long long U, long long *u0,
   *u1 = (gw + 1) * U / W;
 }
 
+#include "gemv_mma.cuh"
+
 /* gemv1's pair tables in shared memory. */
 struct gv1_tables {
   const int32_t *e, *sorted, *gb, *gn;
@@ -289,7 +293,8 @@ gv1_run(const mma_gemv_args &a, const gv1_tables &tb, int Ur, int upp, int u0,
   }
 }
 
-template <class T>
+/* MMA: the GEMM on tensor cores (gemv_mma.cuh), else FFMA units. */
+template <class T, bool MMA>
 __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
   extern __shared__ uint4 s_dyn4[];
@@ -355,6 +360,12 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   }
   __syncthreads();
 
+  if (MMA) {
+    int32_t *sgb = s_gn + P, *sgn = sgb + P;
+    const int nsg = gvm_subgroups(s_gb, s_gn, V, sgb, sgn);
+    gvm_phase<T>(a, s_e, s_sorted, sgb, sgn, nsg, lane, ring);
+    return;
+  }
   const gv1_tables tb = {s_e, s_sorted, s_gb, s_gn};
   const int upp = a.act.gated ? a.I : a.I / 2;
   const int ups = a.act.gated ? a.Is : a.Is / 2;
@@ -442,7 +453,7 @@ extern "C" int mma_gemv_instances(const mma_inst **tab) {
 extern "C" size_t mma_gemv_smem(int M, int k, int E) {
   const int rw = M < GV_WARPS ? M : GV_WARPS;
   const size_t route = (size_t)rw * (2 * E + k) * sizeof(float);
-  const size_t bytes = GV_RING_BYTES + ((size_t)5 * M * k + M) * 4;
+  const size_t bytes = GV_RING_BYTES + ((size_t)7 * M * k + M) * 4;
   return route <= GV_RING_BYTES && bytes <= GV_SMEM_MAX ? bytes : 0;
 }
 
@@ -454,16 +465,20 @@ extern "C" cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2) {
   const int sm = GV_RING_BYTES + 4096;
 #define GV_PREP(T, DT)                                                         \
   case DT:                                                                     \
-    e = cudaFuncSetAttribute(gemv1_kernel<T>,                                  \
+    e = cudaFuncSetAttribute(gemv1_kernel<T, false>,                           \
                              cudaFuncAttributeMaxDynamicSharedMemorySize,      \
                              GV_SMEM_MAX);                                     \
+    if (e == cudaSuccess)                                                      \
+      e = cudaFuncSetAttribute(gemv1_kernel<T, true>,                          \
+                               cudaFuncAttributeMaxDynamicSharedMemorySize,    \
+                               GV_SMEM_MAX);                                   \
     if (e == cudaSuccess)                                                      \
       e = cudaFuncSetAttribute(gemv2_kernel<T>,                                \
                                cudaFuncAttributeMaxDynamicSharedMemorySize,    \
                                GV_SMEM_MAX);                                   \
     if (e == cudaSuccess)                                                      \
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ1, gemv1_kernel<T>, \
-                                                        GV_THREADS, sm);       \
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(                       \
+          occ1, gemv1_kernel<T, false>, GV_THREADS, sm);                       \
     if (e == cudaSuccess)                                                      \
       e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ2, gemv2_kernel<T>, \
                                                         GV_THREADS, sm);       \
@@ -489,17 +504,25 @@ extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
   if (a->M <= 0) return cudaSuccess;
   const long long upp = a->act.gated ? a->I : a->I / 2;
   const long long ups = a->act.gated ? a->Is : a->Is / 2;
+  /* units: FFMA two weight rows x a pair; MMA 8 weight rows x at most 8
+   * pairs of an expert (at most one sub-group a pair) */
+  const long long rb = a->act.gated ? a->I / 4 : a->I / 8;
+  const long long rbs = a->act.gated ? a->Is / 4 : a->Is / 8;
   const unsigned g1 =
-      gv_grid((long long)a->M * a->k * upp + (long long)a->M * ups, ctas1);
+      a->mma1 ? gv_grid((long long)a->M * a->k * rb + rbs, ctas1)
+              : gv_grid((long long)a->M * a->k * upp + (long long)a->M * ups,
+                        ctas1);
   const unsigned g2 = gv_grid((long long)a->M * (a->H / 2), ctas2);
-  const size_t sm1 = GV_RING_BYTES + (size_t)5 * a->M * a->k * 4;
+  const size_t sm1 = GV_RING_BYTES + (size_t)7 * a->M * a->k * 4;
   const size_t sm2 = mma_gemv_smem(a->M, a->k, a->E);
   if (!sm2) return cudaErrorInvalidValue;
   cudaError_t e = cudaErrorInvalidValue;
 #define GV_CASE(T, DT)                                                         \
   case DT:                                                                     \
-    e = launch_kernel(gemv1_kernel<T>, dim3(g1), dim3(GV_THREADS), sm1, s,     \
-                      a->pdl, *a, *r);                                         \
+    e = a->mma1 ? launch_kernel(gemv1_kernel<T, true>, dim3(g1),               \
+                                dim3(GV_THREADS), sm1, s, a->pdl, *a, *r)      \
+                : launch_kernel(gemv1_kernel<T, false>, dim3(g1),              \
+                                dim3(GV_THREADS), sm1, s, a->pdl, *a, *r);     \
     if (e == cudaSuccess)                                                      \
       e = launch_kernel(gemv2_kernel<T>, dim3(g2), dim3(GV_THREADS), sm2, s,   \
                         a->pdl, *a);                                           \

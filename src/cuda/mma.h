@@ -269,6 +269,7 @@ typedef struct mma_gemv_args {
   long long ldh, ldh_sh; /* multiples of 8 */
   void *out;             /* [M][H] */
   int pdl;
+  int mma1; /* gemv1's GEMM on tensor cores (gemv_mma.cuh), else FFMA */
 } mma_gemv_args;
 /* The layer's constant arguments (shape, weights, activation, map); the
  * caller then sets the buffers (pe .. ldh_sh) and pdl. */

@@ -220,6 +220,19 @@ static void test_paths_forced(void **state) {
   gemv_edge_cases();
   gpu_cases_act_x_routing(run_case_m5);
   path_end();
+  /* gemv1's GEMM on tensor cores */
+  setenv("MOE_MMA_GEMV_MMA", "1", 1);
+  path_begin("8", "0", "[gemv, mma]");
+  for (size_t p = 0; p < GPU_N_PRESETS; p++)
+    for (size_t m = 0; m < ng; m++) {
+      tcase c = gpu_presets[p];
+      c.M = Mg[m];
+      run_case(&c);
+    }
+  gemv_edge_cases();
+  gpu_cases_act_x_routing(run_case_m5);
+  path_end();
+  unsetenv("MOE_MMA_GEMV_MMA");
 }
 
 /* Capture one forward of M tokens in a CUDA graph; replay == direct run,

@@ -79,17 +79,21 @@ static void test_act_x_routing(void **state) {
   gpu_cases_act_x_routing(run_case);
 }
 
-static void test_presets(void **state) {
-  (void)state;
-  NEED_GPU();
-  const int Ms[] = {1, 4, 16, 64, 300};
-  const size_t nm = quick() ? 2 : sizeof Ms / sizeof Ms[0];
+/* Every preset at each of the n token counts Ms. */
+static void presets_at(const int *Ms, size_t n) {
   for (size_t p = 0; p < GPU_N_PRESETS; p++)
-    for (size_t m = 0; m < nm; m++) {
+    for (size_t m = 0; m < n; m++) {
       tcase c = gpu_presets[p];
       c.M = Ms[m];
       run_case(&c);
     }
+}
+
+static void test_presets(void **state) {
+  (void)state;
+  NEED_GPU();
+  const int Ms[] = {1, 4, 16, 64, 300};
+  presets_at(Ms, quick() ? 2 : sizeof Ms / sizeof Ms[0]);
 }
 
 static void edge_cases(void) {
@@ -180,58 +184,37 @@ static void gemv_edge_cases(void) {
   run_case(&c);
 }
 
+/* gemv at 1 to 8 tokens on every preset, its edges, every activation x
+ * routing mode. */
+static void gemv_cases(const char *tag) {
+  path_begin("8", "0", tag);
+  const int Mg[] = {1, 2, 3, 5, 8};
+  presets_at(Mg, quick() ? 2 : 5);
+  gemv_edge_cases();
+  gpu_cases_act_x_routing(run_case_m5);
+  path_end();
+}
+
 /* The tile path where gemv would serve by default (M = 1, 4); the decode
  * kernel at every M it can hold (many rows per expert: an expert spans
- * several 8-row tiles; tokens with no local expert); gemv at 1 to 8
- * tokens on every preset, its edges, every activation x routing mode. */
+ * several 8-row tiles; tokens with no local expert); the gemv cases, with
+ * gemv1's GEMM as FFMA units (the default) and on tensor cores. */
 static void test_paths_forced(void **state) {
   (void)state;
   NEED_GPU();
   path_begin("0", "0", "[tile path]");
   const int Mt[] = {1, 4};
-  for (size_t p = 0; p < GPU_N_PRESETS; p++)
-    for (size_t m = 0; m < 2; m++) {
-      tcase c = gpu_presets[p];
-      c.M = Mt[m];
-      run_case(&c);
-    }
+  presets_at(Mt, 2);
   path_end();
   path_begin("0", "100000", "[decode forced]");
   const int Md[] = {16, 64, 300};
-  const size_t nm = quick() ? 1 : 3;
-  for (size_t p = 0; p < GPU_N_PRESETS; p++)
-    for (size_t m = 0; m < nm; m++) {
-      tcase c = gpu_presets[p];
-      c.M = Md[m];
-      run_case(&c);
-    }
+  presets_at(Md, quick() ? 1 : 3);
   edge_cases();
   gpu_cases_act_x_routing(run_case);
   path_end();
-  path_begin("8", "0", "[gemv]");
-  const int Mg[] = {1, 2, 3, 5, 8};
-  const size_t ng = quick() ? 2 : 5;
-  for (size_t p = 0; p < GPU_N_PRESETS; p++)
-    for (size_t m = 0; m < ng; m++) {
-      tcase c = gpu_presets[p];
-      c.M = Mg[m];
-      run_case(&c);
-    }
-  gemv_edge_cases();
-  gpu_cases_act_x_routing(run_case_m5);
-  path_end();
-  /* gemv1's GEMM on tensor cores */
+  gemv_cases("[gemv]");
   setenv("MOE_MMA_GEMV_MMA", "1", 1);
-  path_begin("8", "0", "[gemv, mma]");
-  for (size_t p = 0; p < GPU_N_PRESETS; p++)
-    for (size_t m = 0; m < ng; m++) {
-      tcase c = gpu_presets[p];
-      c.M = Mg[m];
-      run_case(&c);
-    }
-  gemv_edge_cases();
-  gpu_cases_act_x_routing(run_case_m5);
-  path_end();
+  gemv_cases("[gemv, mma]");
   unsetenv("MOE_MMA_GEMV_MMA");
 }
 

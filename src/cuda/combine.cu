@@ -2,13 +2,32 @@
  * combine.cu - out[t] = sum over slots j (in slot order) of sum over splits z
  * (in split order) of Y[z][t*k + j], plus the shared expert's rows. Plain
  * loads and adds in a fixed order: no atomics, bit-identical run to run.
- * Slots whose expert is not local (pair_e = -1) contribute nothing.
+ * Slots whose expert is not local (pair_e = -1) contribute nothing. Y is
+ * f32, or the layer's dtype (y_t) where the GEMM rounded its rows.
  */
 #include "common.cuh"
 
+/* Four consecutive elements of Y (16-byte aligned for f32, 8 for 16-bit
+ * types) as floats; one element when VEC is off. */
+template <bool VEC> __device__ __forceinline__ float4 y_load(const float *p) {
+  if (VEC) return __ldg((const float4 *)p);
+  return make_float4(__ldg(p), 0.f, 0.f, 0.f);
+}
+template <bool VEC, class Y>
+__device__ __forceinline__ float4 y_load(const Y *p) {
+  if (VEC) {
+    const uint2 u = __ldg((const uint2 *)p);
+    Y v[4];
+    memcpy(v, &u, sizeof u);
+    return make_float4(to_f32(v[0]), to_f32(v[1]), to_f32(v[2]), to_f32(v[3]));
+  }
+  return make_float4(to_f32(p[0]), 0.f, 0.f, 0.f);
+}
+
 /* One thread per (token, group of 4 columns); grid.y spreads a token's
- * columns over blocks, so even one token keeps many loads in flight. */
-template <class T, bool VEC>
+ * columns over blocks, so even one token keeps many loads in flight. Y is
+ * float or T. */
+template <class T, class Y, bool VEC>
 __global__ void combine_kernel(const mma_combine_args c) {
   pdl_enter();
   const int t = blockIdx.x;
@@ -22,32 +41,24 @@ __global__ void combine_kernel(const mma_combine_args c) {
 #pragma unroll 4
   for (int j = 0; j < c.k; j++) {
     const bool ok = __ldg(pe + j) >= 0;
-    const float *y = c.Y + ((long long)t * c.k + j) * H + col;
+    const Y *y = (const Y *)c.Y + ((long long)t * c.k + j) * H + col;
     for (int z = 0; z < c.y_split; z++) {
       if (!ok) break;
-      if (VEC) {
-        float4 v = __ldg((const float4 *)(y + z * c.y_zstride));
-        acc.x += v.x;
-        acc.y += v.y;
-        acc.z += v.z;
-        acc.w += v.w;
-      } else {
-        acc.x += __ldg(y + z * c.y_zstride);
-      }
+      const float4 v = y_load<VEC>(y + z * c.y_zstride);
+      acc.x += v.x;
+      acc.y += v.y;
+      acc.z += v.z;
+      acc.w += v.w;
     }
   }
   if (c.Ysh) {
-    const float *y = c.Ysh + (long long)t * H + col;
+    const Y *y = (const Y *)c.Ysh + (long long)t * H + col;
     for (int z = 0; z < c.ysh_split; z++) {
-      if (VEC) {
-        float4 v = __ldg((const float4 *)(y + z * c.ysh_zstride));
-        acc.x += v.x;
-        acc.y += v.y;
-        acc.z += v.z;
-        acc.w += v.w;
-      } else {
-        acc.x += __ldg(y + z * c.ysh_zstride);
-      }
+      const float4 v = y_load<VEC>(y + z * c.ysh_zstride);
+      acc.x += v.x;
+      acc.y += v.y;
+      acc.z += v.z;
+      acc.w += v.w;
     }
   }
   out[col] = from_f32<T>(acc.x);
@@ -58,21 +69,25 @@ __global__ void combine_kernel(const mma_combine_args c) {
   }
 }
 
-extern "C" cudaError_t
-mma_launch_combine(moe_dtype dt, const mma_combine_args *c, cudaStream_t s) {
-  if (c->M <= 0) return cudaSuccess;
+template <class T, class Y>
+static cudaError_t combine_launch(const mma_combine_args *c, cudaStream_t s) {
   const bool vec = (c->H % 4) == 0;
   const int threads = 128;
   const int per = threads * (vec ? 4 : 1);
   const dim3 grid((unsigned)c->M, (unsigned)((c->H + per - 1) / per));
+  if (vec)
+    return launch_kernel(combine_kernel<T, Y, true>, grid, dim3(threads), 0, s,
+                         c->pdl, *c);
+  return launch_kernel(combine_kernel<T, Y, false>, grid, dim3(threads), 0, s,
+                       c->pdl, *c);
+}
+
+extern "C" cudaError_t
+mma_launch_combine(moe_dtype dt, const mma_combine_args *c, cudaStream_t s) {
+  if (c->M <= 0) return cudaSuccess;
 #define COMBINE_CASE(T, DT)                                                    \
   case DT:                                                                     \
-    if (vec)                                                                   \
-      return launch_kernel(combine_kernel<T, true>, grid, dim3(threads), 0, s, \
-                           c->pdl, *c);                                        \
-    else                                                                       \
-      return launch_kernel(combine_kernel<T, false>, grid, dim3(threads), 0,   \
-                           s, c->pdl, *c);
+    return c->y_t ? combine_launch<T, T>(c, s) : combine_launch<T, float>(c, s);
   switch (dt) {
     MMA_DTYPES(COMBINE_CASE)
   default:

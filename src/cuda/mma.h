@@ -293,15 +293,16 @@ int mma_gemv_instances(const mma_inst **tab);
 
 /* ---- combine ---- */
 typedef struct mma_combine_args {
-  const float *Y; /* routed rows [pair][H] per split */
+  const void *Y; /* routed rows [pair][H] per split: f32, or dtype if y_t */
   long long y_zstride;
   int y_split;
-  const float *Ysh; /* shared rows [t][H] per split, NULL if none */
+  const void *Ysh; /* shared rows [t][H] per split, NULL if none */
   long long ysh_zstride;
   int ysh_split;
   const int32_t *pair_e; /* -1: slot contributes nothing */
   int M, k, H;
   void *out; /* [M][H] dtype */
+  int y_t;   /* Y and Ysh hold the layer's dtype instead of f32 */
   int pdl;
 } mma_combine_args;
 cudaError_t mma_launch_combine(moe_dtype dt, const mma_combine_args *c,

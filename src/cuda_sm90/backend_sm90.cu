@@ -107,9 +107,19 @@ typedef struct sm90_impl {
   void *ws;             /* one allocation; the rest point into it */
   mma_dispatch_bufs rb; /* routing and permutation buffers */
   void *xp, *xs, *act, *act_sh;
-  float *Y, *Ysh;
+  void *Y, *Ysh;         /* f32, or the dtype when g2.y_t */
   sm90_gemm_args g1, g2; /* tensor maps and fixed fields */
 } sm90_impl;
+
+/* An integer knob from the environment: def when unset or not a number
+ * in [lo, hi]. */
+static int env_int(const char *name, int def, int lo, int hi) {
+  const char *v = getenv(name);
+  if (!v || !*v) return def;
+  char *end = NULL;
+  const long x = strtol(v, &end, 10);
+  return end && *end == 0 && x >= lo && x <= hi ? (int)x : def;
+}
 
 static void sm90_destroy(void *p) {
   sm90_impl *L = (sm90_impl *)p;
@@ -264,13 +274,16 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   L->xs = s->Is ? b + o[12] : NULL;
   L->act = b + o[13];
   L->act_sh = s->Is ? b + o[14] : NULL;
-  L->Y = (float *)(b + o[15]);
-  L->Ysh = s->Is ? (float *)(b + o[16]) : NULL;
+  L->Y = b + o[15];
+  L->Ysh = s->Is ? b + o[16] : NULL;
   if (make_args(L, w, enc) != 0) {
     snprintf(msg, n, "cuda-sm90: cuTensorMapEncodeTiled failed");
     sm90_destroy(L);
     return MOE_ERR_DEVICE;
   }
+  /* The walk's band (row tiles) and Y's type: knobs for measuring. */
+  L->g1.band = L->g2.band = env_int("MOE_SM90_BAND", SM90_BAND, 1, 1 << 20);
+  L->g2.y_t = !env_int("MOE_SM90_Y32", 0, 0, 1);
   /* The decode path: a cuda-mma layer sized for the calls it serves. */
   L->crossover = SM90_CROSSOVER;
   const char *ov = getenv("MOE_SM90_CROSSOVER");
@@ -363,6 +376,7 @@ static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
   mma_combine_args c;
   memset(&c, 0, sizeof c);
   c.Y = L->Y;
+  c.y_t = L->g2.y_t;
   c.y_zstride = (long long)L->P * H;
   c.y_split = 1;
   c.Ysh = has_sh ? L->Ysh : NULL;

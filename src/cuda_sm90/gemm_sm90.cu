@@ -5,9 +5,11 @@
  *
  * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list
  * t = blockIdx.x, + gridDim.x, ...: first every (routed row tile, N tile)
- * pair, row tile major (the row tiles are in expert order, so the CTAs in
- * flight share one or two experts' weights in L2, and the N tiles of one
- * row tile reuse its A rows), then the shared expert's tiles.
+ * pair, then the shared expert's. Row tiles are in expert order and taken
+ * in bands of args.band; within a band the N tile is the slow index, so
+ * the ~132 CTAs in flight read band row tiles of A and ~132 / band N tiles
+ * of W, each from DRAM once, instead of every row tile of a large expert
+ * streaming all of that expert's weights again (sm90_band).
  *
  *   warpgroup 0   producer: one thread issues, per K step, one TMA box of
  *                 A (128 rows) and two of W (128 rows each) into the next
@@ -37,24 +39,36 @@ struct sm90_tile {
   int pi, e, row0, row_end, nt;
 };
 
+/* Row tile m and N tile nt of index t in a walk over mt row tiles x nt0 N
+ * tiles, taken in bands of R row tiles: within a band the N tile is the
+ * slow index, so the CTAs in flight share R row tiles of A and a few N
+ * tiles of W in L2 (R = 1: row tile major). */
+__device__ __forceinline__ void sm90_band(int t, int mt, int nt0, int R, int &m,
+                                          int &nt) {
+  const int per = R * nt0;
+  const int b = t / per, r0 = b * R;
+  const int rb = mt - r0 < R ? mt - r0 : R;
+  const int ti = t - b * per;
+  nt = ti / rb;
+  m = r0 + ti - nt * rb;
+}
+
 /* Tile t of the walk (t < total). */
 __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
                                                   int t, int routed_m) {
   sm90_tile o;
   const int nt0 = a.p[0].n_tiles;
+  int m;
   if (t < routed_m * nt0) {
-    const int m = t / nt0;
+    sm90_band(t, routed_m, nt0, a.band, m, o.nt);
     o.pi = 0;
-    o.nt = t - m * nt0;
     o.e = __ldg(a.tiles + 2 * m);
     o.row0 = __ldg(a.offsets + o.e) + __ldg(a.tiles + 2 * m + 1);
     o.row_end = __ldg(a.offsets + o.e + 1);
   } else {
     t -= routed_m * nt0;
-    const int nt1 = a.p[1].n_tiles;
-    const int m = t / nt1;
+    sm90_band(t, a.shared_tiles, a.p[1].n_tiles, a.band, m, o.nt);
     o.pi = 1;
-    o.nt = t - m * nt1;
     o.e = 0;
     o.row0 = m * SM90_BM;
     o.row_end = a.p[1].rows;
@@ -144,35 +158,47 @@ __device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
   }
 }
 
-/* GEMM2 epilogue: bias, routing weight, f32 row of Y for the row's pair. */
+/* GEMM2 epilogue: bias, routing weight, the row's pair of Y (f32, or T
+ * when args.y_t). */
+template <class T>
 __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
                                           const sm90_tile &tl,
                                           const float (&d)[128], int c) {
   const sm90_problem &P = a.p[tl.pi];
   const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
   const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
+  const int even = (P.ldo & 1) == 0;
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
     if (row >= tl.row_end) continue;
     const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
     const float rw = P.row_w ? __ldg(P.row_w + y) : 1.0f;
-    float *o = (float *)P.out + (long long)y * P.ldo;
+    const long long o0 = (long long)y * P.ldo;
 #pragma unroll
     for (int g = 0; g < 32; g++) {
       const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
       if (col >= P.N) continue;
       const float v0 = rw * (d[g * 4 + h * 2] + (b ? b[col] : 0.0f));
-      if (col + 1 < P.N) {
-        const float v1 = rw * (d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f));
-        if ((P.ldo & 1) == 0) {
-          *(float2 *)(o + col) = make_float2(v0, v1);
+      const bool two = col + 1 < P.N;
+      const float v1 =
+          two ? rw * (d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f)) : 0.0f;
+      if (a.y_t) {
+        T *o = (T *)P.out + o0 + col;
+        if (two && even) {
+          store2(o, v0, v1);
         } else {
-          o[col] = v0;
-          o[col + 1] = v1;
+          o[0] = from_f32<T>(v0);
+          if (two) o[1] = from_f32<T>(v1);
         }
       } else {
-        o[col] = v0;
+        float *o = (float *)P.out + o0 + col;
+        if (two && even) {
+          *(float2 *)o = make_float2(v0, v1);
+        } else {
+          o[0] = v0;
+          if (two) o[1] = v1;
+        }
       }
     }
   }
@@ -284,7 +310,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       if (EPI == 1)
         epi_gemm1<T>(args, tl, d, c);
       else
-        epi_gemm2(args, tl, d, c);
+        epi_gemm2<T>(args, tl, d, c);
     }
   }
 #endif

@@ -47,7 +47,7 @@ typedef struct sm90_problem {
   int rows;    /* identity problems (shared expert): row count */
   const float *bias; /* [e][N] or NULL */
   long long bias_stride;
-  void *out; /* GEMM1: act T [rows][ldo]; GEMM2: Y f32 [rows][ldo] */
+  void *out; /* GEMM1: act T [rows][ldo]; GEMM2: Y f32 or T [rows][ldo] */
   long long ldo;
   const int32_t *out_rows; /* GEMM2: row -> Y row (pair); NULL: identity */
   const float *row_w;      /* GEMM2: weight of a Y row; NULL: 1 */
@@ -61,6 +61,8 @@ typedef struct sm90_gemm_args {
   const int32_t *n_tiles; /* device count of routed row tiles */
   const int32_t *offsets; /* [E_local + 1] first row of each expert */
   int shared_tiles;       /* row tiles of problem 1 */
+  int band;               /* row tiles per band of the walk (>= 1) */
+  int y_t;                /* GEMM2: Y rows of T instead of f32 */
   mma_act act;            /* GEMM1 only */
 } sm90_gemm_args;
 

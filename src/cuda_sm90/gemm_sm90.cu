@@ -205,6 +205,13 @@ __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
 }
 #endif
 
+/* Timing probes, wrong results (bench/NOTES.md): SM90_PROBE 1 skips the
+ * consumers' wait for data (the MMA loop alone), 2 skips the wgmmas (the
+ * load pipeline alone). */
+#ifndef SM90_PROBE
+#define SM90_PROBE 0
+#endif
+
 /* EPI 1: GEMM1 (bias + activation), 2: GEMM2 (bias + routing weight). */
 template <class T, int EPI>
 __global__ void __launch_bounds__(SM90_THREADS, 1)
@@ -284,15 +291,19 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
       int prev = -1; /* the stage whose wgmma group may still be running */
       for (int kt = 0; kt < nk; kt++) {
+#if SM90_PROBE != 1
         mbar_wait(full + 8 * s, ph);
+#endif
         const uint64_t da =
             wgmma_desc(sA + s * SM90_A_BYTES + c * 64 * SM90_BK * 2);
         const uint64_t db = wgmma_desc(sB + s * SM90_B_BYTES);
         wgmma_fence_acc(d);
         wgmma_fence();
+#if SM90_PROBE != 2
 #pragma unroll
         for (int kk = 0; kk < SM90_BK / 16; kk++)
           wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+#endif
         wgmma_commit();
         /* Keep this K step's group in flight; the one before it is done
          * now, so its stage goes back to the producer. */

@@ -205,9 +205,9 @@ __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
 }
 #endif
 
-/* Timing probes, wrong results (bench/NOTES.md): SM90_PROBE 1 skips the
- * consumers' wait for data (the MMA loop alone), 2 skips the wgmmas (the
- * load pipeline alone). */
+/* Timing probes, wrong results (bench/NOTES.md): SM90_PROBE 1 loads
+ * nothing (the producer only arrives: the MMA loop and its barriers
+ * alone), 2 skips the wgmmas (the load pipeline alone). */
 #ifndef SM90_PROBE
 #define SM90_PROBE 0
 #endif
@@ -262,14 +262,25 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         r1 = r0 + SM90_BN / 2;
       }
       const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
+      const int pf = args.pf;
       for (int kt = 0; kt < nk; kt++) {
+        /* L2 prefetch of the weights pf K steps ahead (the first steps
+         * of a tile at its start) */
+        for (int q = kt ? kt + pf : 1; pf && q <= kt + pf && q < nk; q++) {
+          tma_prefetch_2d(wm, q * SM90_BK, r0);
+          tma_prefetch_2d(wm, q * SM90_BK, r1);
+        }
         mbar_wait(empty + 8 * s, ph ^ 1);
         const uint32_t fb = full + 8 * s;
+#if SM90_PROBE == 1
+        mbar_arrive(fb);
+#else
         mbar_arrive_expect_tx(fb, SM90_STAGE_BYTES);
         const int k = kt * SM90_BK;
         tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
         tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);
         tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1, fb);
+#endif
         if (++s == SM90_STAGES) {
           s = 0;
           ph ^= 1;
@@ -291,9 +302,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
       int prev = -1; /* the stage whose wgmma group may still be running */
       for (int kt = 0; kt < nk; kt++) {
-#if SM90_PROBE != 1
         mbar_wait(full + 8 * s, ph);
-#endif
         const uint64_t da =
             wgmma_desc(sA + s * SM90_A_BYTES + c * 64 * SM90_BK * 2);
         const uint64_t db = wgmma_desc(sB + s * SM90_B_BYTES);

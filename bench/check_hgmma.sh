@@ -62,7 +62,7 @@ awk '
              f, hg[f], tma[f], reg[f], loc[f]
       if (hg[f] == 0 || tma[f] == 0 || reg[f] == 0 || loc[f] > 0) bad = 1
     }
-    if (n < 4) { print "expected 4 sm90_gemm_kernel instances, found " n; bad = 1 }
+    if (n < 10) { print "expected 10 sm90_gemm_kernel instances (2 dtypes x (4 activations + GEMM2)), found " n; bad = 1 }
     exit bad
   }' "$SASS"
 rc=$?

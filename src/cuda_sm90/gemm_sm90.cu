@@ -85,16 +85,21 @@ __device__ __forceinline__ void store2(__half *p, float a, float b) {
   *(__half2 *)p = __floats2half2_rn(a, b);
 }
 
-/* GEMM1 epilogue: bias + activation, act rows of T; a thread's two
- * adjacent columns go out in one store. */
-template <class T>
+/* GEMM1 epilogue: bias + activation ACT (a compile-time constant, so the
+ * unrolled epilogue holds one activation's code, not a switch per
+ * element), act rows of T; a thread's two adjacent columns go out in one
+ * store. */
+template <class T, int ACT>
 __device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
                                           const sm90_tile &tl,
                                           const float (&d)[128], int c) {
   const sm90_problem &P = a.p[tl.pi];
   const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
   const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
-  const mma_act &ac = a.act;
+  mma_act ac = a.act;
+#ifndef SM90_ACT_RT /* measurement: the old per-element switch */
+  ac.act = ACT;
+#endif
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
@@ -212,8 +217,9 @@ __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
 #define SM90_PROBE 0
 #endif
 
-/* EPI 1: GEMM1 (bias + activation), 2: GEMM2 (bias + routing weight). */
-template <class T, int EPI>
+/* EPI 1: GEMM1 (bias + activation ACT), 2: GEMM2 (bias + routing weight;
+ * ACT unused, 0). */
+template <class T, int EPI, int ACT>
 __global__ void __launch_bounds__(SM90_THREADS, 1)
     sm90_gemm_kernel(const __grid_constant__ sm90_gemm_args args) {
 #ifdef SM90_DEVICE
@@ -262,14 +268,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         r1 = r0 + SM90_BN / 2;
       }
       const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
-      const int pf = args.pf;
       for (int kt = 0; kt < nk; kt++) {
-        /* L2 prefetch of the weights pf K steps ahead (the first steps
-         * of a tile at its start) */
-        for (int q = kt ? kt + pf : 1; pf && q <= kt + pf && q < nk; q++) {
-          tma_prefetch_2d(wm, q * SM90_BK, r0);
-          tma_prefetch_2d(wm, q * SM90_BK, r1);
-        }
         mbar_wait(empty + 8 * s, ph ^ 1);
         const uint32_t fb = full + 8 * s;
 #if SM90_PROBE == 1
@@ -328,7 +327,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       wgmma_fence_acc(d);
       if (prev >= 0 && lane == 0) mbar_arrive(empty + 8 * prev);
       if (EPI == 1)
-        epi_gemm1<T>(args, tl, d, c);
+        epi_gemm1<T, ACT>(args, tl, d, c);
       else
         epi_gemm2<T>(args, tl, d, c);
     }
@@ -377,19 +376,37 @@ extern "C" int sm90_gemm_instances(const mma_inst **tab) {
   return (int)(sizeof sm90_table / sizeof sm90_table[0]);
 }
 
-template <class T, int EPI>
+template <class T, int EPI, int ACT>
 static cudaError_t sm90_launch(const sm90_gemm_args *a, int grid,
                                cudaStream_t s) {
   if (grid <= 0) return cudaSuccess;
-  sm90_gemm_kernel<T, EPI><<<grid, SM90_THREADS, SM90_SMEM, s>>>(*a);
+  sm90_gemm_kernel<T, EPI, ACT><<<grid, SM90_THREADS, SM90_SMEM, s>>>(*a);
   return cudaGetLastError();
+}
+
+/* GEMM1's kernel for the activation of the layer. */
+template <class T>
+static cudaError_t sm90_launch1(const sm90_gemm_args *a, int grid,
+                                cudaStream_t s) {
+  switch (a->act.act) {
+  case MOE_ACT_SILU:
+    return sm90_launch<T, 1, MOE_ACT_SILU>(a, grid, s);
+  case MOE_ACT_GELU:
+    return sm90_launch<T, 1, MOE_ACT_GELU>(a, grid, s);
+  case MOE_ACT_RELU2:
+    return sm90_launch<T, 1, MOE_ACT_RELU2>(a, grid, s);
+  case MOE_ACT_SWIGLU_OAI:
+    return sm90_launch<T, 1, MOE_ACT_SWIGLU_OAI>(a, grid, s);
+  default:
+    return cudaErrorInvalidValue;
+  }
 }
 
 extern "C" cudaError_t sm90_launch_gemm1(moe_dtype dt, const sm90_gemm_args *a,
                                          int grid, cudaStream_t s) {
 #define SM90_G1_CASE(T, DT)                                                    \
   case DT:                                                                     \
-    return sm90_launch<T, 1>(a, grid, s);
+    return sm90_launch1<T>(a, grid, s);
   switch (dt) {
     MMA_DTYPES(SM90_G1_CASE)
   default:
@@ -401,7 +418,7 @@ extern "C" cudaError_t sm90_launch_gemm2(moe_dtype dt, const sm90_gemm_args *a,
                                          int grid, cudaStream_t s) {
 #define SM90_G2_CASE(T, DT)                                                    \
   case DT:                                                                     \
-    return sm90_launch<T, 2>(a, grid, s);
+    return sm90_launch<T, 2, 0>(a, grid, s);
   switch (dt) {
     MMA_DTYPES(SM90_G2_CASE)
   default:
@@ -409,17 +426,26 @@ extern "C" cudaError_t sm90_launch_gemm2(moe_dtype dt, const sm90_gemm_args *a,
   }
 }
 
-extern "C" cudaError_t sm90_gemm_prepare(moe_dtype dt) {
+/* Raises one kernel's shared-memory limit. */
+template <class T, int EPI, int ACT> static cudaError_t sm90_prep1(void) {
+  return cudaFuncSetAttribute(sm90_gemm_kernel<T, EPI, ACT>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              SM90_SMEM);
+}
+
+template <class T> static cudaError_t sm90_prep(void) {
   cudaError_t e;
+  if ((e = sm90_prep1<T, 1, MOE_ACT_SILU>()) != cudaSuccess) return e;
+  if ((e = sm90_prep1<T, 1, MOE_ACT_GELU>()) != cudaSuccess) return e;
+  if ((e = sm90_prep1<T, 1, MOE_ACT_RELU2>()) != cudaSuccess) return e;
+  if ((e = sm90_prep1<T, 1, MOE_ACT_SWIGLU_OAI>()) != cudaSuccess) return e;
+  return sm90_prep1<T, 2, 0>();
+}
+
+extern "C" cudaError_t sm90_gemm_prepare(moe_dtype dt) {
 #define SM90_PREP_CASE(T, DT)                                                  \
   case DT:                                                                     \
-    e = cudaFuncSetAttribute(sm90_gemm_kernel<T, 1>,                           \
-                             cudaFuncAttributeMaxDynamicSharedMemorySize,      \
-                             SM90_SMEM);                                       \
-    if (e != cudaSuccess) return e;                                            \
-    return cudaFuncSetAttribute(sm90_gemm_kernel<T, 2>,                        \
-                                cudaFuncAttributeMaxDynamicSharedMemorySize,   \
-                                SM90_SMEM);
+    return sm90_prep<T>();
   switch (dt) {
     MMA_DTYPES(SM90_PREP_CASE)
   default:
@@ -429,5 +455,6 @@ extern "C" cudaError_t sm90_gemm_prepare(moe_dtype dt) {
 
 extern "C" cudaError_t sm90_gemm_probe(void) {
   cudaFuncAttributes attr;
-  return cudaFuncGetAttributes(&attr, sm90_gemm_kernel<__nv_bfloat16, 1>);
+  return cudaFuncGetAttributes(
+      &attr, sm90_gemm_kernel<__nv_bfloat16, 1, MOE_ACT_SILU>);
 }

@@ -144,15 +144,6 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *m,
  * is unused with this swizzle. The tile must start 1024-byte aligned;
  * stepping K by 16 elements inside the row adds 32 bytes (2 in the
  * address field). */
-/* Pulls a box of the map into L2 only (no shared memory, no barrier). */
-__device__ __forceinline__ void tma_prefetch_2d(const CUtensorMap *m, int c0,
-                                                int c1) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile"
-               " [%0, {%1, %2}];\n" ::"l"((uint64_t)(uintptr_t)m),
-               "r"(c0), "r"(c1)
-               : "memory");
-}
-
 __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr) {
   uint64_t d = 0;
   d |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);

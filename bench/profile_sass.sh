@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine: where one kernel's warps stall, per SASS
+# instruction. Builds libmoe with -lineinfo, profiles the N-th launch of
+# the kernels matching REGEX in profile_kernels.py's cases with ncu's
+# source counters, and prints the instructions with the most stall samples.
+#   bench/profile_sass.sh REGEX SKIP CASES [BACKEND] [extra CUDA flags]
+# Logs and the per-instruction CSV go to $OUT.
+set -uo pipefail
+RE=$1 SKIP=$2 CASES=$3 BACKEND=${4:-cuda-sm90} FLAGS=${5:-}
+OUT=${OUT:-/tmp/moe-out}
+mkdir -p "$OUT"
+SYS=/tmp/sys
+if [ -d .debs ]; then
+  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
+fi
+export LD_LIBRARY_PATH=$SYS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+dir=build-lineinfo
+cmake -S . -B $dir -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS=${MOE_ARCH:-90a} \
+  -DMOE_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="-lineinfo $FLAGS" \
+  >"$OUT/build_lineinfo.log" 2>&1 && ninja -C $dir libmoe.so \
+  >>"$OUT/build_lineinfo.log" 2>&1 || { tail -20 "$OUT/build_lineinfo.log"; exit 1; }
+rep=/tmp/prof_sass
+rm -f $rep.ncu-rep
+timeout 300 ncu --clock-control none --set full --import-source yes \
+  -k regex:"$RE" --launch-skip "$SKIP" --launch-count 1 -o $rep \
+  python3 bench/profile_kernels.py --lib "$PWD/$dir/libmoe.so" \
+  --backend "$BACKEND" --cases "$CASES" >"$OUT/ncu_sass.log" 2>&1
+echo "ncu rc=$?"
+ncu -i $rep.ncu-rep --page source --print-source sass --csv \
+  >"$OUT/sass.csv" 2>"$OUT/sass.err"
+echo "export rc=$? ($(wc -l <"$OUT/sass.csv") lines)"
+ncu -i $rep.ncu-rep --page details --section SpeedOfLight \
+  --section WarpStateStats | grep -E "Duration|Throughput|Stall" | head -20
+python3 - "$OUT/sass.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+hdr = next((i for i, r in enumerate(rows) if "Source" in r), None)
+if hdr is None:
+    print("no Source column"); sys.exit()
+h = rows[hdr]
+col = next((i for i, c in enumerate(h) if c.startswith("Warp Stall Sampling (All")), None)
+src = h.index("Source")
+if col is None:
+    print("columns:", h[:12]); sys.exit()
+body = [r for r in rows[hdr + 1:] if len(r) > col]
+def num(x):
+    try: return float(x.replace(",", ""))
+    except ValueError: return 0.0
+tot = sum(num(r[col]) for r in body) or 1
+print("total stall samples %.0f" % tot)
+for r in sorted(body, key=lambda r: -num(r[col]))[:45]:
+    print("%5.1f%%  %s" % (100 * num(r[col]) / tot, r[src][:110]))
+PY

@@ -13,7 +13,9 @@ SYS=/tmp/sys
 if [ -d .debs ]; then
   for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
 fi
-export LD_LIBRARY_PATH=$SYS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
+export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
+export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
 dir=build-lineinfo
 cmake -S . -B $dir -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS=${MOE_ARCH:-90a} \
   -DMOE_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="-lineinfo $FLAGS" \

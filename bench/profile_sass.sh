@@ -19,6 +19,7 @@ export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
 dir=build-lineinfo
 cmake -S . -B $dir -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS=${MOE_ARCH:-90a} \
   -DMOE_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="-lineinfo $FLAGS" \
+  -DCMAKE_C_FLAGS="-I$SYS/usr/include" \
   >"$OUT/build_lineinfo.log" 2>&1 && ninja -C $dir libmoe.so \
   >>"$OUT/build_lineinfo.log" 2>&1 || { tail -20 "$OUT/build_lineinfo.log"; exit 1; }
 rep=/tmp/prof_sass

@@ -218,11 +218,6 @@ __device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
 #ifndef SM90_PROBE
 #define SM90_PROBE 0
 #endif
-/* A consumer warpgroup whose rows are all past the tile's end skips the
- * tile (0: it computes and drops them, for measurement). */
-#ifndef SM90_IDLE_SKIP
-#define SM90_IDLE_SKIP 1
-#endif
 
 /* EPI 1: GEMM1 (bias + activation ACT), 2: GEMM2 (bias + routing weight;
  * ACT unused, 0). */
@@ -306,7 +301,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
       const sm90_tile tl = sm90_tile_of(args, t, routed_m);
       const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
-      if (SM90_IDLE_SKIP && tl.row0 + c * 64 >= tl.row_end) {
+      if (args.idle_skip && tl.row0 + c * 64 >= tl.row_end) {
         /* None of this warpgroup's 64 rows is in the tile (an expert's
          * last tile): no MMAs, no epilogue; each stage is handed back as
          * soon as it is full, which keeps the two warpgroups in step. */

@@ -63,6 +63,7 @@ typedef struct sm90_gemm_args {
   int shared_tiles;       /* row tiles of problem 1 */
   int band;               /* row tiles per band of the walk (>= 1) */
   int y_t;                /* GEMM2: Y rows of T instead of f32 */
+  int idle_skip;          /* a warpgroup with no rows in a tile skips it */
   mma_act act;            /* GEMM1 only */
 } sm90_gemm_args;
 

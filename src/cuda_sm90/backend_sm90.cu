@@ -284,7 +284,7 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   /* The walk's band (row tiles) and Y's type: knobs for measuring. */
   L->g1.band = L->g2.band = env_int("MOE_SM90_BAND", SM90_BAND, 1, 1 << 20);
   L->g2.y_t = !env_int("MOE_SM90_Y32", 0, 0, 1);
-  L->g1.idle_skip = L->g2.idle_skip = env_int("MOE_SM90_IDLE_SKIP", 1, 0, 1);
+  L->g1.idle_skip = L->g2.idle_skip = env_int("MOE_SM90_IDLE_SKIP", 0, 0, 1);
   /* The decode path: a cuda-mma layer sized for the calls it serves. */
   L->crossover = SM90_CROSSOVER;
   const char *ov = getenv("MOE_SM90_CROSSOVER");

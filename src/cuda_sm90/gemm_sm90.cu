@@ -23,9 +23,10 @@
  *                 warp) and, after the last K step, runs the epilogue
  *                 straight from its 128 accumulators to global memory
  *                 while the producer already fills the ring for its next
- *                 tile. A warpgroup whose 64 rows are all past the tile's
- *                 end (an expert's last, short tile) only hands the stages
- *                 back. GEMM1's kernel is compiled per activation.
+ *                 tile. With args.idle_skip (off by default), a
+ *                 warpgroup whose 64 rows are all past the tile's end only
+ *                 hands the stages back. GEMM1's kernel is compiled per
+ *                 activation.
  *
  * Stage index and phase run on across tiles: producer and consumers walk
  * the same tiles with the same K steps, so they stay in step.

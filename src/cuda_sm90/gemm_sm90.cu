@@ -6,10 +6,7 @@
  * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list
  * t = blockIdx.x, + gridDim.x, ...: first every (routed row tile, N tile)
  * pair, then the shared expert's. Row tiles are in expert order and taken
- * in bands of args.band; within a band the N tile is the slow index, so
- * the ~132 CTAs in flight read band row tiles of A and ~132 / band N tiles
- * of W, each from DRAM once, instead of every row tile of a large expert
- * streaming all of that expert's weights again (sm90_band).
+ * in bands of args.band row tiles, N tile outermost (tile_walk.h).
  *
  *   warpgroup 0   producer: one thread issues, per K step, one TMA box of
  *                 A (128 rows) and two of W (128 rows each) into the next
@@ -37,24 +34,11 @@
  */
 #include "../cuda/common.cuh"
 #include "sm90.h"
+#include "tile_walk.h"
 
 struct sm90_tile {
   int pi, e, row0, row_end, nt;
 };
-
-/* Row tile m and N tile nt of index t in a walk over mt row tiles x nt0 N
- * tiles, taken in bands of R row tiles: within a band the N tile is the
- * slow index, so the CTAs in flight share R row tiles of A and a few N
- * tiles of W in L2 (R = 1: row tile major). */
-__device__ __forceinline__ void sm90_band(int t, int mt, int nt0, int R, int &m,
-                                          int &nt) {
-  const int per = R * nt0;
-  const int b = t / per, r0 = b * R;
-  const int rb = mt - r0 < R ? mt - r0 : R;
-  const int ti = t - b * per;
-  nt = ti / rb;
-  m = r0 + ti - nt * rb;
-}
 
 /* Tile t of the walk (t < total). */
 __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
@@ -63,14 +47,14 @@ __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
   const int nt0 = a.p[0].n_tiles;
   int m;
   if (t < routed_m * nt0) {
-    sm90_band(t, routed_m, nt0, a.band, m, o.nt);
+    sm90_band(t, routed_m, nt0, a.band, &m, &o.nt);
     o.pi = 0;
     o.e = __ldg(a.tiles + 2 * m);
     o.row0 = __ldg(a.offsets + o.e) + __ldg(a.tiles + 2 * m + 1);
     o.row_end = __ldg(a.offsets + o.e + 1);
   } else {
     t -= routed_m * nt0;
-    sm90_band(t, a.shared_tiles, a.p[1].n_tiles, a.band, m, o.nt);
+    sm90_band(t, a.shared_tiles, a.p[1].n_tiles, a.band, &m, &o.nt);
     o.pi = 1;
     o.e = 0;
     o.row0 = m * SM90_BM;

@@ -1,3 +1,5 @@
+# cuda-sm90's tile order, on the host (no GPU, no CUDA needed).
+moe_add_test(test_tile_walk ${CMAKE_CURRENT_LIST_DIR}/test_tile_walk.c)
 # GPU tests: the cuda-mma backend against the CPU reference. They skip with
 # a visible "SKIP: no CUDA device" line where there is no GPU (CI).
 if(MOE_HAVE_CUDA)

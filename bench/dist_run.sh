@@ -15,14 +15,7 @@ GPUS=${GPUS:-2}
 PRESETS=${PRESETS:-"deepseek-v3 qwen3-30b-a3b mixtral-8x7b"}
 # This machine requires NVLink multicast (NVLS) off.
 export NCCL_NVLS_ENABLE=0
-SYS=/tmp/sys
-# Libraries the image may lack (carried as .deb files in .debs/).
-if [ -d .debs ]; then
-  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
-fi
-LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
-export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
-export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+. bench/device_env.sh # .debs packages: SYS, LIBDIR, CFLAGS, loader path
 # NCCL: the system's, else the one PyTorch ships (its library has no
 # unversioned link, so one is made beside it).
 if [ -z "${NCCL_HOME:-}" ] && ! ldconfig -p | grep -q "libnccl.so "; then

@@ -9,14 +9,7 @@ shift || true
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
 ARCH=${MOE_ARCH:-90a}
-SYS=/tmp/sys
-# Libraries the image may lack (carried as .deb files in .debs/).
-if [ -d .debs ]; then
-  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
-fi
-LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
-export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
-export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+. bench/device_env.sh # .debs packages: SYS, LIBDIR, CFLAGS, loader path
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv \
   | tee /tmp/gpu.txt
 

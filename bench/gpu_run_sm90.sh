@@ -8,14 +8,7 @@ set -uo pipefail
 MODE=${1:-test}
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
-SYS=/tmp/sys
-# cmocka / jansson the image may lack (carried as .deb files in .debs/).
-if [ -d .debs ]; then
-  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
-fi
-LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
-export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
-export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+. bench/device_env.sh # .debs packages: SYS, LIBDIR, CFLAGS, loader path
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 
 t0=$(date +%s)

@@ -9,13 +9,7 @@ set -uo pipefail
 RE=$1 SKIP=$2 CASES=$3 BACKEND=${4:-cuda-sm90} FLAGS=${5:-}
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
-SYS=/tmp/sys
-if [ -d .debs ]; then
-  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
-fi
-LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
-export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
-export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+. bench/device_env.sh # .debs packages: SYS, LIBDIR, CFLAGS, loader path
 dir=build-lineinfo
 cmake -S . -B $dir -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS=${MOE_ARCH:-90a} \
   -DMOE_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="-lineinfo $FLAGS" \

@@ -7,13 +7,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/moe-out}
 ARCH=${MOE_ARCH:-90a}
-SYS=/tmp/sys # libraries gpu_run.sh unpacked
-if [ -d .debs ]; then
-  for f in .debs/*.deb; do dpkg -x "$f" "$SYS"; done
-fi
-LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
-export CFLAGS="-I$SYS/usr/include" LDFLAGS="-L$LIBDIR"
-export LIBRARY_PATH=$LIBDIR LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+. bench/device_env.sh # .debs packages: SYS, LIBDIR, CFLAGS, loader path
 builds=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do builds+=("$1"); shift; done
 shift || true

@@ -282,7 +282,7 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
     return MOE_ERR_DEVICE;
   }
   /* The walk's band (row tiles) and Y's type: knobs for measuring. */
-  L->g1.band = L->g2.band = env_int("MOE_SM90_BAND", SM90_BAND, 1, 1 << 20);
+  L->g1.band = L->g2.band = env_int("MOE_SM90_BAND", SM90_BAND, 1, 1 << 16);
   L->g2.y_t = !env_int("MOE_SM90_Y32", 0, 0, 1);
   L->g1.idle_skip = L->g2.idle_skip = env_int("MOE_SM90_IDLE_SKIP", 0, 0, 1);
   /* The decode path: a cuda-mma layer sized for the calls it serves. */

@@ -64,7 +64,8 @@ typedef struct sm90_gemm_args {
   int band;               /* row tiles per band of the walk (>= 1) */
   int y_t;                /* GEMM2: Y rows of T instead of f32 */
   int idle_skip;          /* a warpgroup with no rows in a tile skips it (off:
-                             measured 2-16% slower, bench/NOTES.md v6) */
+                             measured 2-16% slower, bench/NOTES.md
+                             cuda-sm90 v5) */
   mma_act act;            /* GEMM1 only */
 } sm90_gemm_args;
 

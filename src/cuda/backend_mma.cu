@@ -87,7 +87,12 @@ static moe_status mma_probe(const moe_device *dev, char *msg, size_t n) {
 /* ---- per-layer state ---- */
 #define MMA_SPLIT_MAX 8
 static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
-#define MMA_DECODE_ROWS 0.0f         /* default of MOE_MMA_DECODE_ROWS: off */
+#define MMA_DECODE_ROWS 0.0f /* default of MOE_MMA_DECODE_ROWS: off */
+/* Row tiles per band of the GEMMs' tile walk (tile_walk.h; H200: 264
+ * resident 128 x 128 CTAs take 16 row tiles x ~16 N tiles, bench/NOTES.md);
+ * MOE_MMA_BAND overrides it at layer creation (0: the launch order, row
+ * tile fastest over the whole call). */
+#define MMA_BAND 16
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
 #define MMA_SPLIT2_BYTES (128 << 20) /* ... and their size cap */
@@ -95,7 +100,8 @@ static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
 typedef struct mma_impl {
   moe_shape s;
   int sms;
-  int pdl; /* programmatic dependent launch between the forward's kernels */
+  int pdl;  /* programmatic dependent launch between the forward's kernels */
+  int band; /* tile walk band (MMA_BAND) */
   const void *w13, *w2, *sw13, *sw2;
   const float *b13, *b2, *cbias;
   int32_t *emap;        /* device [E] or NULL */
@@ -207,6 +213,10 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
      * early launch gained nothing here and cost ~3 us at M = 1. */
     const char *e = getenv("MOE_CUDA_PDL");
     L->pdl = sm >= 90 && moe_cuda_sass_for(sm) && e && e[0] == '1';
+  }
+  {
+    const double b = env_num("MOE_MMA_BAND", MMA_BAND);
+    L->band = b > 65536.0 ? 65536 : (int)b;
   }
   CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
   CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");
@@ -407,6 +417,7 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   g.offsets = L->rb.offsets;
   g.shared_tiles = sh_tiles;
   g.pdl = L->pdl;
+  g.band = L->band;
   g.act = mma_act_make(s);
 
   int n1max = s->N1 > s->N1s ? s->N1 : s->N1s;

@@ -16,12 +16,17 @@
  * GEMM1 applies bias + activation, GEMM2 applies bias + routing weight.
  *
  * Grid: x = shared-expert tiles, then routed tiles (CTAs past the device
- * tile count exit); y = weight-row tiles; z = K splits.
+ * tile count exit); y = weight-row tiles; z = K splits. The (x, y) pairs
+ * are taken in bands of args.band row tiles, N tile outermost
+ * (tile_walk.h): the CTAs in flight then read a few row tiles of A and a
+ * few weight tiles, instead of every row tile of the call against one
+ * weight tile (which streamed A from DRAM once per N tile).
  */
 #ifndef MOE_CUDA_GEMM_CUH
 #define MOE_CUDA_GEMM_CUH
 
 #include "common.cuh"
+#include "tile_walk.h"
 
 template <int BM_, int BN_, int WM_, int WN_, int STAGES_> struct MmaCfg {
   static constexpr int BM = BM_, BN = BN_, BK = MMA_BK;
@@ -75,8 +80,17 @@ __global__ void __launch_bounds__(C::THREADS)
   const int wm = warp / C::WN, wn = warp % C::WN;
   pdl_enter();
 
+  /* Which tile: the launch order (x fastest) mapped to the band walk, so
+   * that the CTAs in flight share a few row tiles and a few weight tiles. */
+  int bx, by;
+  {
+    const int mt = (int)gridDim.x;
+    const int R = args.band > 0 && args.band < mt ? args.band : mt;
+    moe_band_walk((int)(blockIdx.y * gridDim.x + blockIdx.x), mt,
+                  (int)gridDim.y, R, &bx, &by);
+  }
   /* Which problem, expert and rows this CTA owns. */
-  int bx = blockIdx.x, pi, e, row0, row_end;
+  int pi, e, row0, row_end;
   if (bx < args.shared_tiles) {
     pi = 1;
     e = 0;
@@ -91,7 +105,7 @@ __global__ void __launch_bounds__(C::THREADS)
     row_end = __ldg(args.offsets + e + 1);
   }
   const mma_problem P = pi ? args.p[1] : args.p[0];
-  const int n0 = blockIdx.y * BN;
+  const int n0 = by * BN;
   if (n0 >= P.N) return;
   const int kb = blockIdx.z * P.kchunk;
   const int ke = min(P.K, kb + P.kchunk);

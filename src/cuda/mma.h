@@ -77,11 +77,15 @@ typedef struct mma_gemm_args {
   const int32_t *offsets; /* [E_local + 1] rows of each expert */
   int shared_tiles;       /* grid.x begins with this many shared tiles */
   int split;              /* grid.z */
+  int band;               /* row tiles per band of the tile walk (tile_walk.h);
+                             0: one band (grid.x fastest) */
   mma_act act;            /* GEMM1 only */
   int pdl;                /* launch with programmatic serialization */
 } mma_gemm_args;
 
-/* grid.x = shared_tiles + routed tile bound; grid.y = n tiles; z = split. */
+/* grid.x = shared_tiles + routed tile bound; grid.y = n tiles; z = split.
+ * Within a split, the CTAs take (row tile, N tile) in the band order of
+ * tile_walk.h over the linear index blockIdx.y * grid.x + blockIdx.x. */
 cudaError_t mma_launch_gemm1(moe_dtype dt, mma_cfg cfg, const mma_gemm_args *a,
                              dim3 grid, cudaStream_t s);
 cudaError_t mma_launch_gemm2(moe_dtype dt, mma_cfg cfg, const mma_gemm_args *a,

@@ -33,8 +33,8 @@
  * K past the end is zero-filled by TMA on both operands.
  */
 #include "../cuda/common.cuh"
+#include "../cuda/tile_walk.h"
 #include "sm90.h"
-#include "tile_walk.h"
 
 struct sm90_tile {
   int pi, e, row0, row_end, nt;
@@ -47,14 +47,14 @@ __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
   const int nt0 = a.p[0].n_tiles;
   int m;
   if (t < routed_m * nt0) {
-    sm90_band(t, routed_m, nt0, a.band, &m, &o.nt);
+    moe_band_walk(t, routed_m, nt0, a.band, &m, &o.nt);
     o.pi = 0;
     o.e = __ldg(a.tiles + 2 * m);
     o.row0 = __ldg(a.offsets + o.e) + __ldg(a.tiles + 2 * m + 1);
     o.row_end = __ldg(a.offsets + o.e + 1);
   } else {
     t -= routed_m * nt0;
-    sm90_band(t, a.shared_tiles, a.p[1].n_tiles, a.band, &m, &o.nt);
+    moe_band_walk(t, a.shared_tiles, a.p[1].n_tiles, a.band, &m, &o.nt);
     o.pi = 1;
     o.e = 0;
     o.row0 = m * SM90_BM;

@@ -138,6 +138,9 @@ static void edge_cases(void) {
   c = base, c.name = "chunks past max_tokens", c.M = 1000, c.max_tokens = 256;
   c.Is = 64;
   run_case(&c);
+  c = base, c.name = "many row and N tiles", c.E = 8, c.k = 2, c.H = 384;
+  c.I = 320, c.Is = 192, c.M = 3000, c.max_tokens = 3000;
+  run_case(&c);
   c = base, c.name = "M=16384", c.E = 8, c.k = 2, c.H = 64, c.I = 32;
   c.M = 16384, c.max_tokens = 16384;
   run_case(&c);
@@ -212,6 +215,38 @@ static void test_paths_forced(void **state) {
   edge_cases();
   gpu_cases_act_x_routing(run_case);
   path_end();
+  /* The GEMMs' tile walk in bands of 3 row tiles (a part-filled last
+   * band) and as one band (the launch order). */
+  const char *bands[] = {"3", "0"};
+  for (int b = 0; b < 2; b++) {
+    setenv("MOE_MMA_BAND", bands[b], 1);
+    g_tag = b ? "[band 0]" : "[band 3]";
+    tcase c = {"many row and N tiles",
+               8,
+               2,
+               384,
+               320,
+               192,
+               MOE_ACT_SILU,
+               1,
+               SM,
+               0,
+               0,
+               1,
+               0.0f,
+               0,
+               0,
+               BF,
+               3000,
+               3000,
+               0,
+               0};
+    run_case(&c);
+    c.name = "many tiles, 64-row tile", c.M = 300, c.k = 2;
+    run_case(&c);
+    unsetenv("MOE_MMA_BAND");
+    g_tag = "";
+  }
   gemv_cases("[gemv]");
   setenv("MOE_MMA_GEMV_MMA", "1", 1);
   gemv_cases("[gemv, mma]");

@@ -1,5 +1,5 @@
 /*
- * test_tile_walk.c - cuda-sm90's tile order (src/cuda_sm90/tile_walk.h) on
+ * test_tile_walk.c - the grouped GEMMs' tile order (src/cuda/tile_walk.h) on
  * the host: for every walk size and band, each (row tile, N tile) pair is
  * taken exactly once, and within a band the N tile never goes back (the
  * order that keeps a band's CTAs on the same weights). Runs without a GPU.
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "cuda_sm90/tile_walk.h"
+#include "cuda/tile_walk.h"
 
 static void check_walk(int mt, int nt0, int R) {
   const int n = mt * nt0;
@@ -22,7 +22,7 @@ static void check_walk(int mt, int nt0, int R) {
   int prev_b = -1, prev_nt = -1;
   for (int t = 0; t < n; t++) {
     int m = -1, nt = -1;
-    sm90_band(t, mt, nt0, R, &m, &nt);
+    moe_band_walk(t, mt, nt0, R, &m, &nt);
     assert_in_range(m, 0, mt - 1);
     assert_in_range(nt, 0, nt0 - 1);
     assert_int_equal(seen[m * nt0 + nt], 0);
@@ -54,7 +54,7 @@ static void test_band_one_is_row_major(void **state) {
   (void)state;
   for (int t = 0; t < 7 * 5; t++) {
     int m, nt;
-    sm90_band(t, 7, 5, 1, &m, &nt);
+    moe_band_walk(t, 7, 5, 1, &m, &nt);
     assert_int_equal(m, t / 5);
     assert_int_equal(nt, t % 5);
   }
@@ -64,17 +64,17 @@ static void test_band_one_is_row_major(void **state) {
 static void test_band_order(void **state) {
   (void)state;
   int m, nt;
-  sm90_band(0, 40, 6, 16, &m, &nt);
+  moe_band_walk(0, 40, 6, 16, &m, &nt);
   assert_int_equal(m, 0);
   assert_int_equal(nt, 0);
-  sm90_band(15, 40, 6, 16, &m, &nt);
+  moe_band_walk(15, 40, 6, 16, &m, &nt);
   assert_int_equal(m, 15);
   assert_int_equal(nt, 0);
-  sm90_band(16, 40, 6, 16, &m, &nt);
+  moe_band_walk(16, 40, 6, 16, &m, &nt);
   assert_int_equal(m, 0);
   assert_int_equal(nt, 1);
   /* the last band holds 40 - 32 = 8 row tiles */
-  sm90_band(2 * 16 * 6 + 9, 40, 6, 16, &m, &nt);
+  moe_band_walk(2 * 16 * 6 + 9, 40, 6, 16, &m, &nt);
   assert_int_equal(m, 33);
   assert_int_equal(nt, 1);
 }

@@ -41,8 +41,10 @@ template <> __device__ __forceinline__ __half from_f32(float v) {
 #define MMA_ACTS_PLAIN                                                         \
   (MOE_BIT(MOE_ACT_SILU) | MOE_BIT(MOE_ACT_GELU) | MOE_BIT(MOE_ACT_RELU2))
 
-/* ---- activations (moe.h semantics); act is a run-time switch: the branch
- * is uniform across the grid and costs nothing next to the GEMM ---- */
+/* ---- activations (moe.h semantics). The switch is uniform across the
+ * grid; the GEMM1 kernels set a.act to a compile-time constant so that
+ * their unrolled epilogues hold one case (gemm1.cu), the small kernels
+ * (act_reduce, gemv, decode) switch at run time ---- */
 __device__ __forceinline__ float act_apply(const mma_act &a, float g, float u) {
   switch (a.act) {
   case MOE_ACT_SILU: {

@@ -42,7 +42,13 @@ template <int BM_, int BN_, int WM_, int WN_, int STAGES_> struct MmaCfg {
 };
 using Cfg16 = MmaCfg<16, 64, 1, 4, 6>;
 using Cfg64 = MmaCfg<64, 128, 2, 2, 4>;
-using Cfg128 = MmaCfg<128, 128, 2, 4, 3>;
+/* The 128 x 128 tile: four warps of 64 x 64 (bench/NOTES.md v7: 4-21 %
+ * faster at 4096-16384 tokens than eight warps of 64 x 32, whose ldmatrix
+ * traffic per MMA is a third higher). MMA128_WN=4 builds the eight. */
+#ifndef MMA128_WN
+#define MMA128_WN 2
+#endif
+using Cfg128 = MmaCfg<128, 128, 2, MMA128_WN, 3>;
 
 /* Copies one 16-byte chunk (8 elements from k) of a row into shared memory:
  * async when aligned and whole, else element by element (zero past kend). */
@@ -143,10 +149,37 @@ __global__ void __launch_bounds__(C::THREADS)
     b_dst[i] = (uint32_t)(r * BK + ((c ^ (r & 7)) << 3)) * 2;
   }
 
+  /* Whole K steps of 16-byte aligned rows (every step but a ragged last
+   * one) take one unconditional copy per chunk: a row past the end copies
+   * zero bytes (its pointer is row 0's, a valid address, never read). The
+   * per-element path below serves the rest; keeping its branches out of
+   * the common step keeps the loop issue-light (bench/NOTES.md, v7). */
+#ifndef MMA_SLOW_COPY /* measurement: every step on the per-element path */
+  const int fast = P.a_aligned && P.w_aligned;
+#else
+  const int fast = 0;
+#endif
+  int a_sz[C::A_IT], b_sz[C::B_IT];
+#pragma unroll
+  for (int i = 0; i < C::A_IT; i++)
+    a_sz[i] = a_ok[i] ? 16 : 0;
+#pragma unroll
+  for (int i = 0; i < C::B_IT; i++)
+    b_sz[i] = b_ok[i] ? 16 : 0;
+
   auto load_stage = [&](int stage, int kt) {
     const int k = kb + kt * BK + c * 8;
     const uint32_t a_base = sA + stage * BM * BK * 2;
     const uint32_t b_base = sB + stage * BN * BK * 2;
+    if (fast && kb + (kt + 1) * BK <= ke) {
+#pragma unroll
+      for (int i = 0; i < C::A_IT; i++)
+        cp_async16(a_base + a_dst[i], a_row[i] + k, a_sz[i]);
+#pragma unroll
+      for (int i = 0; i < C::B_IT; i++)
+        cp_async16(b_base + b_dst[i], b_row[i] + k, b_sz[i]);
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < C::A_IT; i++)
       load_chunk<T>(a_base + a_dst[i], a_row[i], k, ke, a_ok[i],

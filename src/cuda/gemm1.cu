@@ -23,7 +23,10 @@ __device__ __forceinline__ float gemm1_bias(const mma_act &a, const float *b,
   return b[up ? (N >> 1) + j : j];
 }
 
-struct Gemm1Epi {
+/* The epilogue of the kernel compiled for activation ACT (a compile-time
+ * constant: the unrolled epilogue holds that activation's code only, not a
+ * switch per accumulator pair). */
+template <int ACT> struct Gemm1Epi {
   static __device__ __forceinline__ int wrow(const mma_act &a, int N, int n) {
     return gemm1_wrow(a, N, n);
   }
@@ -39,7 +42,10 @@ struct Gemm1Epi {
     }
     const float *b = P.bias ? P.bias + e * P.bias_stride : nullptr;
     T *o = (T *)P.out + row * P.ldo;
-    const mma_act &a = args.act;
+    mma_act a = args.act;
+#ifndef MMA_ACT_RT /* measurement: the run-time switch of every pair */
+    a.act = ACT;
+#endif
     if (a.gated) {
       const int j = col >> 1;
       if (j >= (P.N >> 1)) return;
@@ -98,6 +104,34 @@ __global__ void act_reduce_kernel(const mma_gemm_args args,
 #define GEMM1_ENTRY(T, DT) {DT, MMA_ACTS_GATED, MMA_ACTS_PLAIN},
 static const mma_inst gemm1_table[] = {MMA_DTYPES(GEMM1_ENTRY)};
 
+/* GEMM1's kernel for the layer's activation (every bit of MMA_ACTS_GATED
+ * and MMA_ACTS_PLAIN has its case). */
+template <class T>
+static cudaError_t gemm1_dispatch(mma_cfg cfg, const mma_gemm_args *a,
+                                  dim3 grid, cudaStream_t s) {
+  switch (a->act.act) {
+  case MOE_ACT_SILU:
+    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_SILU>>(cfg, a, grid, s);
+  case MOE_ACT_GELU:
+    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_GELU>>(cfg, a, grid, s);
+  case MOE_ACT_RELU2:
+    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_RELU2>>(cfg, a, grid, s);
+  case MOE_ACT_SWIGLU_OAI:
+    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_SWIGLU_OAI>>(cfg, a, grid, s);
+  default:
+    return cudaErrorInvalidValue;
+  }
+}
+
+template <class T> static cudaError_t gemm1_set_smem() {
+  cudaError_t e;
+  if ((e = gemm_set_smem<T, Gemm1Epi<MOE_ACT_SILU>>()) != cudaSuccess) return e;
+  if ((e = gemm_set_smem<T, Gemm1Epi<MOE_ACT_GELU>>()) != cudaSuccess) return e;
+  if ((e = gemm_set_smem<T, Gemm1Epi<MOE_ACT_RELU2>>()) != cudaSuccess)
+    return e;
+  return gemm_set_smem<T, Gemm1Epi<MOE_ACT_SWIGLU_OAI>>();
+}
+
 extern "C" int mma_gemm1_instances(const mma_inst **tab) {
   *tab = gemm1_table;
   return (int)(sizeof gemm1_table / sizeof gemm1_table[0]);
@@ -108,7 +142,7 @@ extern "C" cudaError_t mma_launch_gemm1(moe_dtype dt, mma_cfg cfg,
                                         cudaStream_t s) {
 #define GEMM1_CASE(T, DT)                                                      \
   case DT:                                                                     \
-    return gemm_dispatch<T, Gemm1Epi>(cfg, a, grid, s);
+    return gemm1_dispatch<T>(cfg, a, grid, s);
   switch (dt) {
     MMA_DTYPES(GEMM1_CASE)
   default:
@@ -142,7 +176,7 @@ extern "C" cudaError_t mma_gemm1_prepare(moe_dtype dt) {
   cudaError_t e;
 #define PREP_CASE(T, DT)                                                       \
   case DT:                                                                     \
-    e = gemm_set_smem<T, Gemm1Epi>();                                          \
+    e = gemm1_set_smem<T>();                                                   \
     break;
   switch (dt) {
     MMA_DTYPES(PREP_CASE)
@@ -155,7 +189,7 @@ extern "C" cudaError_t mma_gemm1_prepare(moe_dtype dt) {
 extern "C" cudaError_t mma_gemm_probe(void) {
   cudaFuncAttributes attr;
   return cudaFuncGetAttributes(
-      &attr, grouped_gemm_kernel<__nv_bfloat16, Cfg16, Gemm1Epi>);
+      &attr, grouped_gemm_kernel<__nv_bfloat16, Cfg16, Gemm1Epi<MOE_ACT_SILU>>);
 }
 
 extern "C" int mma_cfg_bm(mma_cfg c) {

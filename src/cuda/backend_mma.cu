@@ -93,6 +93,11 @@ static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
  * MOE_MMA_BAND overrides it at layer creation (0: the launch order, row
  * tile fastest over the whole call). */
 #define MMA_BAND 16
+/* The tile of a call, by the mean rows per active expert: 16 rows up to
+ * MMA_TILE16_ROWS, 64 up to MMA_TILE64_ROWS, 128 above (bench/NOTES.md);
+ * MOE_MMA_TILE16_ROWS and MOE_MMA_TILE64_ROWS override them at creation. */
+#define MMA_TILE16_ROWS 24
+#define MMA_TILE64_ROWS 96
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */
 #define MMA_SPLIT2_BYTES (128 << 20) /* ... and their size cap */
@@ -102,6 +107,7 @@ typedef struct mma_impl {
   int sms;
   int pdl;  /* programmatic dependent launch between the forward's kernels */
   int band; /* tile walk band (MMA_BAND) */
+  int t16, t64; /* mean rows per expert served by the 16- and 64-row tiles */
   const void *w13, *w2, *sw13, *sw2;
   const float *b13, *b2, *cbias;
   int32_t *emap;        /* device [E] or NULL */
@@ -217,6 +223,10 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
   {
     const double b = env_num("MOE_MMA_BAND", MMA_BAND);
     L->band = b > 65536.0 ? 65536 : (int)b;
+    const double t16 = env_num("MOE_MMA_TILE16_ROWS", MMA_TILE16_ROWS);
+    const double t64 = env_num("MOE_MMA_TILE64_ROWS", MMA_TILE64_ROWS);
+    L->t16 = t16 > 1e6 ? 1000000 : (int)t16;
+    L->t64 = t64 > 1e6 ? 1000000 : (int)t64;
   }
   CKL(mma_gemm1_prepare(s->dtype), "cudaFuncSetAttribute(gemm1)");
   CKL(mma_gemm2_prepare(s->dtype), "cudaFuncSetAttribute(gemm2)");
@@ -394,9 +404,9 @@ static moe_status run_chunk(mma_impl *L, const void *x, const float *logits,
   /* Tile rows from the mean rows per active expert (bench/NOTES.md: the
    * 16-row tile streams weights best while experts hold few rows; with
    * more, its L2 re-reads and low MMA density cost more than it saves). */
-  const mma_cfg cfg = avg <= 24   ? MMA_CFG_16
-                      : avg <= 96 ? MMA_CFG_64
-                                  : MMA_CFG_128;
+  const mma_cfg cfg = avg <= L->t16   ? MMA_CFG_16
+                      : avg <= L->t64 ? MMA_CFG_64
+                                      : MMA_CFG_128;
   const int BM = mma_cfg_bm(cfg), BN = mma_cfg_bn(cfg);
 
   /* ---- routing and permutation ---- */

@@ -265,6 +265,12 @@ static cudaError_t gemm_launch(const mma_gemm_args *a, dim3 grid,
                        (size_t)C::SMEM, s, a->pdl, *a);
 }
 
+template <class T, class C, class Epi> static cudaError_t gemm_smem() {
+  return cudaFuncSetAttribute(grouped_gemm_kernel<T, C, Epi>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              C::SMEM);
+}
+
 template <class T, class Epi>
 static cudaError_t gemm_dispatch(mma_cfg cfg, const mma_gemm_args *a, dim3 grid,
                                  cudaStream_t s) {
@@ -281,18 +287,10 @@ static cudaError_t gemm_dispatch(mma_cfg cfg, const mma_gemm_args *a, dim3 grid,
 }
 
 template <class T, class Epi> static cudaError_t gemm_set_smem() {
-  cudaError_t e;
-  e = cudaFuncSetAttribute(grouped_gemm_kernel<T, Cfg16, Epi>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           Cfg16::SMEM);
+  cudaError_t e = gemm_smem<T, Cfg16, Epi>();
   if (e != cudaSuccess) return e;
-  e = cudaFuncSetAttribute(grouped_gemm_kernel<T, Cfg64, Epi>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           Cfg64::SMEM);
-  if (e != cudaSuccess) return e;
-  return cudaFuncSetAttribute(grouped_gemm_kernel<T, Cfg128, Epi>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              Cfg128::SMEM);
+  e = gemm_smem<T, Cfg64, Epi>();
+  return e != cudaSuccess ? e : gemm_smem<T, Cfg128, Epi>();
 }
 
 #endif

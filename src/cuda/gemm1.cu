@@ -1,66 +1,11 @@
 /*
  * gemm1.cu - grouped GEMM1: act[r] = act(x[tok(r)] @ W13[e]^T + b13[e]).
- *
- * Gated weights are read so that every accumulator pair a thread holds is
- * (gate j, up j): interleaved checkpoints (SWIGLU_OAI) are that already; for
- * [gate; up] halves the B loader maps tile row n to weight row n/2 (even n)
- * or I + n/2 (odd n). The activation is then a per-thread epilogue.
- * With split-K the CTAs write f32 partials and act_reduce finishes.
+ * The launcher (the 16-row tile here, with the activation switched at run
+ * time; the 64- and 128-row tiles in gemm1_<act>.cu, one kernel per
+ * activation), the split-K finish (act_reduce: the CTAs wrote f32
+ * partials), the shared-memory set-up and the instantiation table.
  */
-#include "gemm.cuh"
-
-/* Weight row of tile column n (interleaved (gate, up) space), -1 if none. */
-__device__ __forceinline__ int gemm1_wrow(const mma_act &a, int N, int n) {
-  if (n >= N) return -1;
-  if (!a.gated || a.interleaved) return n;
-  return (n & 1) ? (N >> 1) + (n >> 1) : (n >> 1);
-}
-
-__device__ __forceinline__ float gemm1_bias(const mma_act &a, const float *b,
-                                            int N, int j, int up) {
-  if (!b) return 0.0f;
-  if (a.interleaved) return b[2 * j + up];
-  return b[up ? (N >> 1) + j : j];
-}
-
-/* The epilogue of the kernel compiled for activation ACT (a compile-time
- * constant: the unrolled epilogue holds that activation's code only, not a
- * switch per accumulator pair). */
-template <int ACT> struct Gemm1Epi {
-  static __device__ __forceinline__ int wrow(const mma_act &a, int N, int n) {
-    return gemm1_wrow(a, N, n);
-  }
-  template <class T>
-  static __device__ __forceinline__ void
-  store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
-        int col, float v0, float v1, int z) {
-    if (args.split > 1) {
-      float *p = P.part + z * P.part_zstride + row * P.ldp;
-      if (col < P.N) p[col] = v0;
-      if (col + 1 < P.N) p[col + 1] = v1;
-      return;
-    }
-    const float *b = P.bias ? P.bias + e * P.bias_stride : nullptr;
-    T *o = (T *)P.out + row * P.ldo;
-    mma_act a = args.act;
-#ifndef MMA_ACT_RT /* measurement: the run-time switch of every pair */
-    a.act = ACT;
-#endif
-    if (a.gated) {
-      const int j = col >> 1;
-      if (j >= (P.N >> 1)) return;
-      float g = v0 + gemm1_bias(a, b, P.N, j, 0);
-      float u = v1 + gemm1_bias(a, b, P.N, j, 1);
-      o[j] = from_f32<T>(act_apply(a, g, u));
-    } else {
-      if (col < P.N)
-        o[col] = from_f32<T>(act_apply(a, v0 + (b ? b[col] : 0.0f), 0.0f));
-      if (col + 1 < P.N)
-        o[col + 1] =
-            from_f32<T>(act_apply(a, v1 + (b ? b[col + 1] : 0.0f), 0.0f));
-    }
-  }
-};
+#include "gemm1_epi.cuh"
 
 /* Split-K finish: one thread per output element of both problems. */
 template <class T>
@@ -106,30 +51,21 @@ static const mma_inst gemm1_table[] = {MMA_DTYPES(GEMM1_ENTRY)};
 
 /* GEMM1's kernel for the layer's activation (every bit of MMA_ACTS_GATED
  * and MMA_ACTS_PLAIN has its case). */
-template <class T>
-static cudaError_t gemm1_dispatch(mma_cfg cfg, const mma_gemm_args *a,
-                                  dim3 grid, cudaStream_t s) {
+static cudaError_t gemm1_launch_big(moe_dtype dt, mma_cfg cfg,
+                                    const mma_gemm_args *a, dim3 grid,
+                                    cudaStream_t s) {
   switch (a->act.act) {
   case MOE_ACT_SILU:
-    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_SILU>>(cfg, a, grid, s);
+    return mma_gemm1_launch_silu(dt, cfg, a, grid, s);
   case MOE_ACT_GELU:
-    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_GELU>>(cfg, a, grid, s);
+    return mma_gemm1_launch_gelu(dt, cfg, a, grid, s);
   case MOE_ACT_RELU2:
-    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_RELU2>>(cfg, a, grid, s);
+    return mma_gemm1_launch_relu2(dt, cfg, a, grid, s);
   case MOE_ACT_SWIGLU_OAI:
-    return gemm_dispatch<T, Gemm1Epi<MOE_ACT_SWIGLU_OAI>>(cfg, a, grid, s);
+    return mma_gemm1_launch_swiglu_oai(dt, cfg, a, grid, s);
   default:
     return cudaErrorInvalidValue;
   }
-}
-
-template <class T> static cudaError_t gemm1_set_smem() {
-  cudaError_t e;
-  if ((e = gemm_set_smem<T, Gemm1Epi<MOE_ACT_SILU>>()) != cudaSuccess) return e;
-  if ((e = gemm_set_smem<T, Gemm1Epi<MOE_ACT_GELU>>()) != cudaSuccess) return e;
-  if ((e = gemm_set_smem<T, Gemm1Epi<MOE_ACT_RELU2>>()) != cudaSuccess)
-    return e;
-  return gemm_set_smem<T, Gemm1Epi<MOE_ACT_SWIGLU_OAI>>();
 }
 
 extern "C" int mma_gemm1_instances(const mma_inst **tab) {
@@ -140,9 +76,10 @@ extern "C" int mma_gemm1_instances(const mma_inst **tab) {
 extern "C" cudaError_t mma_launch_gemm1(moe_dtype dt, mma_cfg cfg,
                                         const mma_gemm_args *a, dim3 grid,
                                         cudaStream_t s) {
+  if (cfg != MMA_CFG_16) return gemm1_launch_big(dt, cfg, a, grid, s);
 #define GEMM1_CASE(T, DT)                                                      \
   case DT:                                                                     \
-    return gemm1_dispatch<T>(cfg, a, grid, s);
+    return gemm_launch<T, Cfg16, Gemm1Epi<-1>>(a, grid, s);
   switch (dt) {
     MMA_DTYPES(GEMM1_CASE)
   default:
@@ -176,20 +113,24 @@ extern "C" cudaError_t mma_gemm1_prepare(moe_dtype dt) {
   cudaError_t e;
 #define PREP_CASE(T, DT)                                                       \
   case DT:                                                                     \
-    e = gemm1_set_smem<T>();                                                   \
+    e = gemm_smem<T, Cfg16, Gemm1Epi<-1>>();                                   \
     break;
   switch (dt) {
     MMA_DTYPES(PREP_CASE)
   default:
     return cudaErrorInvalidValue;
   }
+  if (e == cudaSuccess) e = mma_gemm1_prepare_silu(dt);
+  if (e == cudaSuccess) e = mma_gemm1_prepare_gelu(dt);
+  if (e == cudaSuccess) e = mma_gemm1_prepare_relu2(dt);
+  if (e == cudaSuccess) e = mma_gemm1_prepare_swiglu_oai(dt);
   return e;
 }
 
 extern "C" cudaError_t mma_gemm_probe(void) {
   cudaFuncAttributes attr;
   return cudaFuncGetAttributes(
-      &attr, grouped_gemm_kernel<__nv_bfloat16, Cfg16, Gemm1Epi<MOE_ACT_SILU>>);
+      &attr, grouped_gemm_kernel<__nv_bfloat16, Cfg16, Gemm1Epi<-1>>);
 }
 
 extern "C" int mma_cfg_bm(mma_cfg c) {

@@ -7,6 +7,10 @@ set(MOE_CUDA_SOURCES
   src/cuda/permute.cu
   src/cuda/dispatch.cu
   src/cuda/gemm1.cu
+  src/cuda/gemm1_silu.cu
+  src/cuda/gemm1_gelu.cu
+  src/cuda/gemm1_relu2.cu
+  src/cuda/gemm1_swiglu_oai.cu
   src/cuda/gemm2.cu
   src/cuda/combine.cu
   src/cuda/decode.cu

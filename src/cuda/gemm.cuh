@@ -87,7 +87,9 @@ __global__ void __launch_bounds__(C::THREADS)
   pdl_enter();
 
   /* Which tile: the launch order (x fastest) mapped to the band walk, so
-   * that the CTAs in flight share a few row tiles and a few weight tiles. */
+   * that the CTAs in flight share a few row tiles and a few weight tiles.
+   * grid.x * grid.y fits an int: 2^31 CTAs would need a chunk of at least
+   * 2^31 / (N / 64) 16-row tiles, an act buffer far past any memory. */
   int bx, by;
   {
     const int mt = (int)gridDim.x;

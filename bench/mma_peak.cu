@@ -7,7 +7,8 @@
 //         XOR-swizzled rows as in gemm.cuh;
 // on every SM, with 4 and 8 warps a SM (one or two CTAs of the 128 x 128
 // tile; more do not fit its registers). Prints TFLOP/s (median of 5).
-// Build: nvcc -O3 -arch=sm_90a -Iinclude -Isrc bench/mma_peak.cu -o /tmp/mma_peak
+// Build (from the repository root):
+//   nvcc -O3 -arch=sm_90a -Iinclude -Isrc bench/mma_peak.cu -o mma_peak
 #include <algorithm>
 #include <cstdio>
 #include <cuda_bf16.h>

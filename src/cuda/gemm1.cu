@@ -49,20 +49,21 @@ __global__ void act_reduce_kernel(const mma_gemm_args args,
 #define GEMM1_ENTRY(T, DT) {DT, MMA_ACTS_GATED, MMA_ACTS_PLAIN},
 static const mma_inst gemm1_table[] = {MMA_DTYPES(GEMM1_ENTRY)};
 
-/* GEMM1's kernel for the layer's activation (every bit of MMA_ACTS_GATED
- * and MMA_ACTS_PLAIN has its case). */
+/* Every activation the table promises has its per-activation kernels. */
+#define MMA_G1_BIT(NAME, ACT) | MOE_BIT(ACT)
+static_assert(((MMA_ACTS_GATED | MMA_ACTS_PLAIN) &
+               ~(0u MMA_GEMM1_ACTS(MMA_G1_BIT))) == 0,
+              "an activation of MMA_ACTS_* without a gemm1_<act>.cu kernel");
+
+/* GEMM1's kernel for the layer's activation. */
 static cudaError_t gemm1_launch_big(moe_dtype dt, mma_cfg cfg,
                                     const mma_gemm_args *a, dim3 grid,
                                     cudaStream_t s) {
+#define MMA_G1_LAUNCH(NAME, ACT)                                               \
+  case ACT:                                                                    \
+    return mma_gemm1_launch_##NAME(dt, cfg, a, grid, s);
   switch (a->act.act) {
-  case MOE_ACT_SILU:
-    return mma_gemm1_launch_silu(dt, cfg, a, grid, s);
-  case MOE_ACT_GELU:
-    return mma_gemm1_launch_gelu(dt, cfg, a, grid, s);
-  case MOE_ACT_RELU2:
-    return mma_gemm1_launch_relu2(dt, cfg, a, grid, s);
-  case MOE_ACT_SWIGLU_OAI:
-    return mma_gemm1_launch_swiglu_oai(dt, cfg, a, grid, s);
+    MMA_GEMM1_ACTS(MMA_G1_LAUNCH)
   default:
     return cudaErrorInvalidValue;
   }
@@ -120,10 +121,9 @@ extern "C" cudaError_t mma_gemm1_prepare(moe_dtype dt) {
   default:
     return cudaErrorInvalidValue;
   }
-  if (e == cudaSuccess) e = mma_gemm1_prepare_silu(dt);
-  if (e == cudaSuccess) e = mma_gemm1_prepare_gelu(dt);
-  if (e == cudaSuccess) e = mma_gemm1_prepare_relu2(dt);
-  if (e == cudaSuccess) e = mma_gemm1_prepare_swiglu_oai(dt);
+#define MMA_G1_PREP(NAME, ACT)                                                 \
+  if (e == cudaSuccess) e = mma_gemm1_prepare_##NAME(dt);
+  MMA_GEMM1_ACTS(MMA_G1_PREP)
   return e;
 }
 

@@ -70,17 +70,24 @@ template <int ACT> struct Gemm1Epi {
   }
 };
 
+/* The activations with a gemm1_<NAME>.cu file: X(NAME, activation). The
+ * launcher's switch, the set-up and the declarations below come from this
+ * list, and gemm1.cu checks at compile time that it covers every
+ * activation the instantiation table promises. */
+#define MMA_GEMM1_ACTS(X)                                                      \
+  X(silu, MOE_ACT_SILU)                                                        \
+  X(gelu, MOE_ACT_GELU)                                                        \
+  X(relu2, MOE_ACT_RELU2)                                                      \
+  X(swiglu_oai, MOE_ACT_SWIGLU_OAI)
+
 /* Launch and shared-memory set-up of the 64- and 128-row tiles for one
  * activation, both dtypes. */
-#define MMA_GEMM1_ACT_DECL(NAME)                                               \
+#define MMA_GEMM1_ACT_DECL(NAME, ACT)                                          \
   extern "C" cudaError_t mma_gemm1_launch_##NAME(moe_dtype dt, mma_cfg cfg,    \
                                                  const mma_gemm_args *a,       \
                                                  dim3 grid, cudaStream_t s);   \
   extern "C" cudaError_t mma_gemm1_prepare_##NAME(moe_dtype dt);
-MMA_GEMM1_ACT_DECL(silu)
-MMA_GEMM1_ACT_DECL(gelu)
-MMA_GEMM1_ACT_DECL(relu2)
-MMA_GEMM1_ACT_DECL(swiglu_oai)
+MMA_GEMM1_ACTS(MMA_GEMM1_ACT_DECL)
 
 template <class T, int ACT>
 static cudaError_t gemm1_launch_act(mma_cfg cfg, const mma_gemm_args *a,

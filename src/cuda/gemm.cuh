@@ -12,8 +12,9 @@
  * the copy itself (src-size 0); rows or weights that are not 16-byte aligned
  * (K % 8 != 0) take a scalar copy into the same swizzled slot, so any H and I
  * work. The A rows of GEMM1 are gathered (x[sorted_tok[r]]), which fuses the
- * token permutation into the load. The epilogue is a policy class (Epi):
- * GEMM1 applies bias + activation, GEMM2 applies bias + routing weight.
+ * token permutation into the load. The epilogue is a policy class (Epi)
+ * that reads the finished tile back from shared memory: GEMM1 applies
+ * bias + activation, GEMM2 bias + routing weight.
  *
  * Grid: x = shared-expert tiles, then routed tiles (CTAs past the device
  * tile count exit); y = weight-row tiles; z = K splits. The (x, y) pairs
@@ -244,20 +245,49 @@ __global__ void __launch_bounds__(C::THREADS)
   }
   cp_async_wait<0>();
 
-  /* Accumulator (mi, ni, h): row lane/4 (+8), columns 2*(lane%4) and +1. */
+  /* The epilogue through shared memory: the accumulators go to an f32 tile
+   * over the ring, which every warp has finished reading (row stride
+   * BN + 8: the eight rows of a warp's float2 stores fall in two bank
+   * wavefronts, the least 256 bytes take); then Epi::store_tile runs a
+   * rolled loop over (row, 16-byte chunk) units, so that its code stays
+   * small and its global stores are whole chunks. Accumulator (mi, ni, h):
+   * row lane/4 (+8), columns 2*(lane%4) and +1. */
+  constexpr int LD = BN + 8;
+  static_assert(BM * LD * 4 <= C::SMEM, "the staging tile fits the ring");
+  float *stg = (float *)smem;
+  __syncthreads();
 #pragma unroll
   for (int mi = 0; mi < C::MI; mi++)
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-      const int row = row0 + wm * C::WTM + mi * 16 + (lane >> 2) + h * 8;
-      if (row >= row_end) continue;
+      const int r = wm * C::WTM + mi * 16 + (lane >> 2) + h * 8;
 #pragma unroll
       for (int ni = 0; ni < C::NI; ni++) {
-        const int col = n0 + wn * C::WTN + ni * 8 + 2 * (lane & 3);
-        Epi::template store<T>(args, P, e, row, col, acc[mi][ni][2 * h],
-                               acc[mi][ni][2 * h + 1], (int)blockIdx.z);
+        const int cl = wn * C::WTN + ni * 8 + 2 * (lane & 3);
+        *(float2 *)(stg + r * LD + cl) =
+            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
       }
     }
+  __syncthreads();
+  const int rows = min(BM, row_end - row0);
+  Epi::template store_tile<T, BN, LD, C::THREADS>(args, P, e, row0, rows, n0,
+                                                  stg, (int)blockIdx.z);
+}
+
+/* Stores n <= 8 values to o: one 16-byte store when whole and aligned. */
+template <class T>
+__device__ __forceinline__ void store8(T *o, const float (&v)[8], int n) {
+  if (n == 8 && ((uintptr_t)o & 15) == 0) {
+    uint4 w;
+    T *t = (T *)&w;
+#pragma unroll
+    for (int q = 0; q < 8; q++)
+      t[q] = from_f32<T>(v[q]);
+    *(uint4 *)o = w;
+    return;
+  }
+  for (int q = 0; q < n; q++)
+    o[q] = from_f32<T>(v[q]);
 }
 
 template <class T, class C, class Epi>

@@ -38,34 +38,68 @@ template <int ACT> struct Gemm1Epi {
   static __device__ __forceinline__ int wrow(const mma_act &a, int N, int n) {
     return gemm1_wrow(a, N, n);
   }
-  template <class T>
+  /* The tile's rows [row0, row0 + rows), columns [n0, n0 + BN) of the
+   * interleaved (gate, up) space, from stg (row stride LD). */
+  template <class T, int BN, int LD, int THREADS>
   static __device__ __forceinline__ void
-  store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
-        int col, float v0, float v1, int z) {
-    if (args.split > 1) {
-      float *p = P.part + z * P.part_zstride + row * P.ldp;
-      if (col < P.N) p[col] = v0;
-      if (col + 1 < P.N) p[col + 1] = v1;
+  store_tile(const mma_gemm_args &args, const mma_problem &P, int e, int row0,
+             int rows, int n0, const float *stg, int z) {
+    if (args.split > 1) { /* f32 partials, four columns a unit */
+      constexpr int CH = BN / 4;
+#pragma unroll 1
+      for (int u = threadIdx.x; u < rows * CH; u += THREADS) {
+        const int r = u / CH, c0 = (u % CH) * 4, col = n0 + c0;
+        if (col >= P.N) continue;
+        const float *s = stg + r * LD + c0;
+        float *p = P.part + z * P.part_zstride + (row0 + r) * P.ldp + col;
+        if (col + 4 <= P.N && ((uintptr_t)p & 15) == 0) {
+          *(float4 *)p = *(const float4 *)s;
+        } else {
+          for (int q = 0; q < 4 && col + q < P.N; q++)
+            p[q] = s[q];
+        }
+      }
       return;
     }
     const float *b = P.bias ? P.bias + e * P.bias_stride : nullptr;
-    T *o = (T *)P.out + row * P.ldo;
     mma_act a = args.act;
 #ifndef MMA_ACT_RT /* measurement: the run-time switch of every pair */
     if (ACT >= 0) a.act = ACT;
 #endif
-    if (a.gated) {
-      const int j = col >> 1;
-      if (j >= (P.N >> 1)) return;
-      float g = v0 + gemm1_bias(a, b, P.N, j, 0);
-      float u = v1 + gemm1_bias(a, b, P.N, j, 1);
-      o[j] = from_f32<T>(act_apply(a, g, u));
-    } else {
-      if (col < P.N)
-        o[col] = from_f32<T>(act_apply(a, v0 + (b ? b[col] : 0.0f), 0.0f));
-      if (col + 1 < P.N)
-        o[col + 1] =
-            from_f32<T>(act_apply(a, v1 + (b ? b[col + 1] : 0.0f), 0.0f));
+    if (a.gated) { /* eight outputs (sixteen accumulators) a unit */
+      constexpr int CH = BN / 16;
+      const int I = P.N >> 1;
+#pragma unroll 1
+      for (int u = threadIdx.x; u < rows * CH; u += THREADS) {
+        const int r = u / CH, c = u % CH, jb = (n0 >> 1) + c * 8;
+        if (jb >= I) continue;
+        const float *s = stg + r * LD + c * 16;
+        float v[8];
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+          const int j = jb + q < I ? jb + q : I - 1; /* bias stays in row */
+          v[q] = act_apply(a, s[2 * q] + gemm1_bias(a, b, P.N, j, 0),
+                           s[2 * q + 1] + gemm1_bias(a, b, P.N, j, 1));
+        }
+        store8<T>((T *)P.out + (row0 + r) * P.ldo + jb, v,
+                  I - jb < 8 ? I - jb : 8);
+      }
+    } else { /* eight outputs a unit */
+      constexpr int CH = BN / 8;
+#pragma unroll 1
+      for (int u = threadIdx.x; u < rows * CH; u += THREADS) {
+        const int r = u / CH, col = n0 + (u % CH) * 8;
+        if (col >= P.N) continue;
+        const float *s = stg + r * LD + (u % CH) * 8;
+        float v[8];
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+          const int cq = col + q < P.N ? col + q : P.N - 1;
+          v[q] = act_apply(a, s[q] + (b ? b[cq] : 0.0f), 0.0f);
+        }
+        store8<T>((T *)P.out + (row0 + r) * P.ldo + col, v,
+                  P.N - col < 8 ? P.N - col : 8);
+      }
     }
   }
 };

@@ -12,23 +12,35 @@ struct Gemm2Epi {
   static __device__ __forceinline__ int wrow(const mma_act &, int N, int n) {
     return n < N ? n : -1;
   }
-  template <class T>
+  /* The tile's rows [row0, row0 + rows), columns [n0, n0 + BN), from stg
+   * (row stride LD), four columns a unit, to their Y rows. */
+  template <class T, int BN, int LD, int THREADS>
   static __device__ __forceinline__ void
-  store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
-        int col, float v0, float v1, int z) {
-    const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
-    const float w = P.row_w ? __ldg(P.row_w + y) : 1.0f;
+  store_tile(const mma_gemm_args &, const mma_problem &P, int e, int row0,
+             int rows, int n0, const float *stg, int z) {
+    constexpr int CH = BN / 4;
     const float *b = (P.bias && z == 0) ? P.bias + e * P.bias_stride : nullptr;
-    float *o = (float *)P.out + z * P.out_zstride + y * P.ldo;
-    if (col + 1 < P.N && (P.ldo & 1) == 0) {
-      float2 v;
-      v.x = w * (v0 + (b ? b[col] : 0.0f));
-      v.y = w * (v1 + (b ? b[col + 1] : 0.0f));
-      *(float2 *)(o + col) = v;
-      return;
+#pragma unroll 1
+    for (int u = threadIdx.x; u < rows * CH; u += THREADS) {
+      const int r = u / CH, c0 = (u % CH) * 4, col = n0 + c0;
+      if (col >= P.N) continue;
+      const int row = row0 + r;
+      const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
+      const float w = P.row_w ? __ldg(P.row_w + y) : 1.0f;
+      const float *s = stg + r * LD + c0;
+      float *o = (float *)P.out + z * P.out_zstride + y * P.ldo + col;
+      if (col + 4 <= P.N && ((uintptr_t)o & 15) == 0) {
+        float4 v;
+        v.x = w * (s[0] + (b ? b[col] : 0.0f));
+        v.y = w * (s[1] + (b ? b[col + 1] : 0.0f));
+        v.z = w * (s[2] + (b ? b[col + 2] : 0.0f));
+        v.w = w * (s[3] + (b ? b[col + 3] : 0.0f));
+        *(float4 *)o = v;
+      } else {
+        for (int q = 0; q < 4 && col + q < P.N; q++)
+          o[q] = w * (s[q] + (b ? b[col + q] : 0.0f));
+      }
     }
-    if (col < P.N) o[col] = w * (v0 + (b ? b[col] : 0.0f));
-    if (col + 1 < P.N) o[col + 1] = w * (v1 + (b ? b[col + 1] : 0.0f));
   }
 };
 

@@ -208,16 +208,18 @@ __global__ void __launch_bounds__(C::THREADS)
     cp_async_commit();
   }
 
+  /* Ring slots as counters (kt % STAGES is a multiply-high for 3). */
+  int st = 0, pst = C::STAGES - 1;
   for (int kt = 0; kt < nk; kt++) {
     cp_async_wait<C::STAGES - 2>();
     __syncthreads();
     /* The stage refilled here was consumed in iteration kt - 1, which every
      * warp has finished (barrier above). */
     const int pf = kt + C::STAGES - 1;
-    if (pf < nk) load_stage(pf % C::STAGES, pf);
+    if (pf < nk) load_stage(pst, pf);
     cp_async_commit();
+    pst = pst + 1 == C::STAGES ? 0 : pst + 1;
 
-    const int st = kt % C::STAGES;
     const uint32_t a_base = sA + st * BM * BK * 2;
     const uint32_t b_base = sB + st * BN * BK * 2;
 #pragma unroll
@@ -242,6 +244,7 @@ __global__ void __launch_bounds__(C::THREADS)
         }
       }
     }
+    st = st + 1 == C::STAGES ? 0 : st + 1;
   }
   cp_async_wait<0>();
 

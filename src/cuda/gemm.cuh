@@ -255,6 +255,22 @@ __global__ void __launch_bounds__(C::THREADS)
    * rolled loop over (row, 16-byte chunk) units, so that its code stays
    * small and its global stores are whole chunks. Accumulator (mi, ni, h):
    * row lane/4 (+8), columns 2*(lane%4) and +1. */
+#ifdef MMA_DIRECT_EPI /* measurement: each thread stores its own pairs */
+#pragma unroll
+  for (int mi = 0; mi < C::MI; mi++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int row = row0 + wm * C::WTM + mi * 16 + (lane >> 2) + h * 8;
+      if (row >= row_end) continue;
+#pragma unroll
+      for (int ni = 0; ni < C::NI; ni++) {
+        const int col = n0 + wn * C::WTN + ni * 8 + 2 * (lane & 3);
+        Epi::template store<T>(args, P, e, row, col, acc[mi][ni][2 * h],
+                               acc[mi][ni][2 * h + 1], (int)blockIdx.z);
+      }
+    }
+  return;
+#endif
   constexpr int LD = BN + 8;
   static_assert(BM * LD * 4 <= C::SMEM, "the staging tile fits the ring");
   float *stg = (float *)smem;

@@ -38,6 +38,38 @@ template <int ACT> struct Gemm1Epi {
   static __device__ __forceinline__ int wrow(const mma_act &a, int N, int n) {
     return gemm1_wrow(a, N, n);
   }
+#ifdef MMA_DIRECT_EPI /* measurement: one thread's pair */
+  template <class T>
+  static __device__ __forceinline__ void
+  store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
+        int col, float v0, float v1, int z) {
+    if (args.split > 1) {
+      float *p = P.part + z * P.part_zstride + row * P.ldp;
+      if (col < P.N) p[col] = v0;
+      if (col + 1 < P.N) p[col + 1] = v1;
+      return;
+    }
+    const float *b = P.bias ? P.bias + e * P.bias_stride : nullptr;
+    T *o = (T *)P.out + row * P.ldo;
+    mma_act a = args.act;
+#ifndef MMA_ACT_RT /* measurement: the run-time switch of every pair */
+    if (ACT >= 0) a.act = ACT;
+#endif
+    if (a.gated) {
+      const int j = col >> 1;
+      if (j >= (P.N >> 1)) return;
+      float g = v0 + gemm1_bias(a, b, P.N, j, 0);
+      float u = v1 + gemm1_bias(a, b, P.N, j, 1);
+      o[j] = from_f32<T>(act_apply(a, g, u));
+    } else {
+      if (col < P.N)
+        o[col] = from_f32<T>(act_apply(a, v0 + (b ? b[col] : 0.0f), 0.0f));
+      if (col + 1 < P.N)
+        o[col + 1] =
+            from_f32<T>(act_apply(a, v1 + (b ? b[col + 1] : 0.0f), 0.0f));
+    }
+  }
+#endif
   /* The tile's rows [row0, row0 + rows), columns [n0, n0 + BN) of the
    * interleaved (gate, up) space, from stg (row stride LD). */
   template <class T, int BN, int LD, int THREADS>

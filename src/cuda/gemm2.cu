@@ -12,6 +12,26 @@ struct Gemm2Epi {
   static __device__ __forceinline__ int wrow(const mma_act &, int N, int n) {
     return n < N ? n : -1;
   }
+#ifdef MMA_DIRECT_EPI /* measurement: one thread's pair */
+  template <class T>
+  static __device__ __forceinline__ void
+  store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
+        int col, float v0, float v1, int z) {
+    const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
+    const float w = P.row_w ? __ldg(P.row_w + y) : 1.0f;
+    const float *b = (P.bias && z == 0) ? P.bias + e * P.bias_stride : nullptr;
+    float *o = (float *)P.out + z * P.out_zstride + y * P.ldo;
+    if (col + 1 < P.N && (P.ldo & 1) == 0) {
+      float2 v;
+      v.x = w * (v0 + (b ? b[col] : 0.0f));
+      v.y = w * (v1 + (b ? b[col + 1] : 0.0f));
+      *(float2 *)(o + col) = v;
+      return;
+    }
+    if (col < P.N) o[col] = w * (v0 + (b ? b[col] : 0.0f));
+    if (col + 1 < P.N) o[col + 1] = w * (v1 + (b ? b[col + 1] : 0.0f));
+  }
+#endif
   /* The tile's rows [row0, row0 + rows), columns [n0, n0 + BN), from stg
    * (row stride LD), four columns a unit, to their Y rows. */
   template <class T, int BN, int LD, int THREADS>

@@ -1,7 +1,7 @@
 /*
  * gemm_sm90.cu - the persistent, warp-specialised grouped GEMM of cuda-sm90
- * (sm_90a: TMA, mbarriers, wgmma), its two fused epilogues and the token
- * gather.
+ * (sm_90a: TMA, mbarriers, wgmma) and the token gather; its two fused
+ * epilogues are in epi_sm90.cuh.
  *
  * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list
  * t = blockIdx.x, + gridDim.x, ...: first every (routed row tile, N tile)
@@ -18,12 +18,12 @@
  *                 waits for the previous K step's group (one stays in
  *                 flight), releases that step's stage (one arrival per
  *                 warp) and, after the last K step, runs the epilogue
- *                 straight from its 128 accumulators to global memory
- *                 while the producer already fills the ring for its next
+ *                 (through its staging tile in shared memory) while
+ *                 the producer already fills the ring for its next
  *                 tile. With args.idle_skip (off by default), a
- *                 warpgroup whose 64 rows are all past the tile's end only
- *                 hands the stages back. GEMM1's kernel is compiled per
- *                 activation.
+ *                 warpgroup whose 64 rows are all past the tile's end
+ *                 only hands the stages back. GEMM1's kernel is compiled
+ *                 per activation.
  *
  * Stage index and phase run on across tiles: producer and consumers walk
  * the same tiles with the same K steps, so they stay in step.
@@ -34,11 +34,8 @@
  */
 #include "../cuda/common.cuh"
 #include "../cuda/tile_walk.h"
+#include "epi_sm90.cuh"
 #include "sm90.h"
-
-struct sm90_tile {
-  int pi, e, row0, row_end, nt;
-};
 
 /* Tile t of the walk (t < total). */
 __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
@@ -63,140 +60,6 @@ __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
   return o;
 }
 
-#ifdef SM90_DEVICE
-/* Two adjacent elements of T in one 4-byte store (p 4-byte aligned). */
-__device__ __forceinline__ void store2(__nv_bfloat16 *p, float a, float b) {
-  *(__nv_bfloat162 *)p = __floats2bfloat162_rn(a, b);
-}
-__device__ __forceinline__ void store2(__half *p, float a, float b) {
-  *(__half2 *)p = __floats2half2_rn(a, b);
-}
-
-/* GEMM1 epilogue: bias + activation ACT (a compile-time constant, so the
- * unrolled epilogue holds one activation's code, not a switch per
- * element), act rows of T; a thread's two adjacent columns go out in one
- * store. */
-template <class T, int ACT>
-__device__ __forceinline__ void epi_gemm1(const sm90_gemm_args &a,
-                                          const sm90_tile &tl,
-                                          const float (&d)[128], int c) {
-  const sm90_problem &P = a.p[tl.pi];
-  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
-  mma_act ac = a.act;
-#ifndef SM90_ACT_RT /* measurement: the old per-element switch */
-  ac.act = ACT;
-#endif
-#pragma unroll
-  for (int h = 0; h < 2; h++) {
-    const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
-    if (row >= tl.row_end) continue;
-    T *o = (T *)P.out + row * P.ldo;
-    const int even = (P.ldo & 1) == 0; /* rows 4-byte aligned */
-    if (ac.gated && P.halves) {
-      /* columns 0-127: gate j0 + c, columns 128-255: up j0 + c */
-      const int I = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
-#pragma unroll
-      for (int g = 0; g < 16; g++) {
-        const int j = j0 + 8 * g + 2 * (l & 3);
-        if (j >= I) continue;
-        float v[2];
-#pragma unroll
-        for (int q = 0; q < 2; q++) {
-          const int jq = j + q < I ? j + q : j;
-          float gt = d[g * 4 + h * 2 + q] + (b ? b[jq] : 0.0f);
-          float up = d[(g + 16) * 4 + h * 2 + q] + (b ? b[I + jq] : 0.0f);
-          v[q] = act_apply(ac, gt, up);
-        }
-        if (j + 1 < I && even) {
-          store2(o + j, v[0], v[1]);
-        } else {
-          o[j] = from_f32<T>(v[0]);
-          if (j + 1 < I) o[j + 1] = from_f32<T>(v[1]);
-        }
-      }
-    } else if (ac.gated) {
-      /* interleaved rows: columns (2j, 2j + 1) are (gate j, up j) */
-#pragma unroll
-      for (int g = 0; g < 32; g++) {
-        const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
-        if (col >= P.N) continue;
-        const int j = col >> 1;
-        float gt = d[g * 4 + h * 2] + (b ? b[2 * j] : 0.0f);
-        float up = d[g * 4 + h * 2 + 1] + (b ? b[2 * j + 1] : 0.0f);
-        o[j] = from_f32<T>(act_apply(ac, gt, up));
-      }
-    } else {
-#pragma unroll
-      for (int g = 0; g < 32; g++) {
-        const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
-        if (col >= P.N) continue;
-        const float v0 =
-            act_apply(ac, d[g * 4 + h * 2] + (b ? b[col] : 0.0f), 0.0f);
-        if (col + 1 < P.N) {
-          const float v1 = act_apply(
-              ac, d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f), 0.0f);
-          if (even) {
-            store2(o + col, v0, v1);
-          } else {
-            o[col] = from_f32<T>(v0);
-            o[col + 1] = from_f32<T>(v1);
-          }
-        } else {
-          o[col] = from_f32<T>(v0);
-        }
-      }
-    }
-  }
-}
-
-/* GEMM2 epilogue: bias, routing weight, the row's pair of Y (f32, or T
- * when args.y_t). */
-template <class T>
-__device__ __forceinline__ void epi_gemm2(const sm90_gemm_args &a,
-                                          const sm90_tile &tl,
-                                          const float (&d)[128], int c) {
-  const sm90_problem &P = a.p[tl.pi];
-  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
-  const int even = (P.ldo & 1) == 0;
-#pragma unroll
-  for (int h = 0; h < 2; h++) {
-    const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
-    if (row >= tl.row_end) continue;
-    const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
-    const float rw = P.row_w ? __ldg(P.row_w + y) : 1.0f;
-    const long long o0 = (long long)y * P.ldo;
-#pragma unroll
-    for (int g = 0; g < 32; g++) {
-      const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
-      if (col >= P.N) continue;
-      const float v0 = rw * (d[g * 4 + h * 2] + (b ? b[col] : 0.0f));
-      const bool two = col + 1 < P.N;
-      const float v1 =
-          two ? rw * (d[g * 4 + h * 2 + 1] + (b ? b[col + 1] : 0.0f)) : 0.0f;
-      if (a.y_t) {
-        T *o = (T *)P.out + o0 + col;
-        if (two && even) {
-          store2(o, v0, v1);
-        } else {
-          o[0] = from_f32<T>(v0);
-          if (two) o[1] = from_f32<T>(v1);
-        }
-      } else {
-        float *o = (float *)P.out + o0 + col;
-        if (two && even) {
-          *(float2 *)o = make_float2(v0, v1);
-        } else {
-          o[0] = v0;
-          if (two) o[1] = v1;
-        }
-      }
-    }
-  }
-}
-#endif
-
 /* Timing probes, wrong results (bench/NOTES.md): SM90_PROBE 1 loads
  * nothing (the producer only arrives: the MMA loop and its barriers
  * alone), 2 skips the wgmmas (the load pipeline alone). */
@@ -214,7 +77,9 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
   const uint32_t base = (sm90_smem_addr(smem_raw) + 1023u) & ~1023u;
   const uint32_t sA = base;
   const uint32_t sB = base + SM90_STAGES * SM90_A_BYTES;
-  const uint32_t full = base + SM90_STAGES * SM90_STAGE_BYTES;
+  /* ring, the consumers' staging tiles (SM90_STG_BYTES each), barriers */
+  const uint32_t stg0 = base + SM90_STAGES * SM90_STAGE_BYTES;
+  const uint32_t full = stg0 + 2 * SM90_STG_BYTES;
   const uint32_t empty = full + 8 * SM90_STAGES;
   const int wg = threadIdx.x >> 7;
 
@@ -277,6 +142,8 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
     setmaxnreg_inc<232>();
     const int c = wg - 1;
     const int lane = threadIdx.x & 31;
+    unsigned char *stg =
+        smem_raw + (stg0 - sm90_smem_addr(smem_raw)) + c * SM90_STG_BYTES;
     float d[128];
 #pragma unroll
     for (int i = 0; i < 128; i++)
@@ -328,9 +195,9 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       wgmma_fence_acc(d);
       if (prev >= 0 && lane == 0) mbar_arrive(empty + 8 * prev);
       if (EPI == 1)
-        epi_gemm1<T, ACT>(args, tl, d, c);
+        epi_gemm1<T, ACT>(args, tl, d, c, stg);
       else
-        epi_gemm2<T>(args, tl, d, c);
+        epi_gemm2<T>(args, tl, d, c, stg);
     }
   }
 #endif

@@ -163,6 +163,11 @@ static void test_edges(void **state) {
   c = base, c.name = "expert bias, interleaved", c.act = MOE_ACT_SWIGLU_OAI;
   c.ebias = 1, c.I = 264, c.M = 700;
   run_case(&c);
+  /* GEMM2 writing f32 Y: the direct epilogue, not the staged one */
+  setenv("MOE_SM90_Y32", "1", 1);
+  c = base, c.name = "f32 Y", c.H = 200, c.I = 72, c.M = 300;
+  run_case(&c);
+  unsetenv("MOE_SM90_Y32");
   if (quick()) return;
   c = base, c.name = "chunks past max_tokens", c.M = 1000, c.max_tokens = 256;
   c.Is = 64;

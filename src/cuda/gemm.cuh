@@ -13,7 +13,8 @@
  * (K % 8 != 0) take a scalar copy into the same swizzled slot, so any H and I
  * work. The A rows of GEMM1 are gathered (x[sorted_tok[r]]), which fuses the
  * token permutation into the load. The epilogue is a policy class (Epi)
- * that reads the finished tile back from shared memory: GEMM1 applies
+ * that reads the finished tile back from shared memory (tiles of 64 rows
+ * and more; the 16-row tile stores each thread's pairs): GEMM1 applies
  * bias + activation, GEMM2 bias + routing weight.
  *
  * Grid: x = shared-expert tiles, then routed tiles (CTAs past the device
@@ -29,6 +30,17 @@
 #include "common.cuh"
 #include "tile_walk.h"
 
+/* Tiles of at least MMA_STAGED_MIN_BM rows stage their epilogue through
+ * shared memory; smaller ones store each thread's pairs (measured,
+ * bench/NOTES.md v8: staging is 2-14 % faster for the 64- and 128-row
+ * tiles from 1024 tokens, 1-3.5 % slower for the 16-row tile).
+ * -DMMA_DIRECT_EPI: no tile stages (measurement). */
+#ifdef MMA_DIRECT_EPI
+#define MMA_STAGED_MIN_BM (1 << 30)
+#elif !defined(MMA_STAGED_MIN_BM)
+#define MMA_STAGED_MIN_BM 64
+#endif
+
 template <int BM_, int BN_, int WM_, int WN_, int STAGES_> struct MmaCfg {
   static constexpr int BM = BM_, BN = BN_, BK = MMA_BK;
   static constexpr int WM = WM_, WN = WN_, STAGES = STAGES_;
@@ -37,6 +49,7 @@ template <int BM_, int BN_, int WM_, int WN_, int STAGES_> struct MmaCfg {
   static constexpr int MI = WTM / 16, NI = WTN / 8;
   static constexpr int A_IT = BM * 8 / THREADS, B_IT = BN * 8 / THREADS;
   static constexpr int SMEM = STAGES * (BM + BN) * BK * 2;
+  static constexpr bool STAGED_EPI = BM >= MMA_STAGED_MIN_BM;
   static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile");
   static_assert(A_IT * THREADS == BM * 8 && B_IT * THREADS == BN * 8, "load");
   static_assert(SMEM <= MMA_MAX_SMEM, "smem");
@@ -248,29 +261,30 @@ __global__ void __launch_bounds__(C::THREADS)
   }
   cp_async_wait<0>();
 
+  /* Accumulator (mi, ni, h): row lane/4 (+8), columns 2*(lane%4) and +1.
+   * Small tiles (C::STAGED_EPI false) store each thread's pairs. */
+  if (!C::STAGED_EPI) {
+#pragma unroll
+    for (int mi = 0; mi < C::MI; mi++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int row = row0 + wm * C::WTM + mi * 16 + (lane >> 2) + h * 8;
+        if (row >= row_end) continue;
+#pragma unroll
+        for (int ni = 0; ni < C::NI; ni++) {
+          const int col = n0 + wn * C::WTN + ni * 8 + 2 * (lane & 3);
+          Epi::template store<T>(args, P, e, row, col, acc[mi][ni][2 * h],
+                                 acc[mi][ni][2 * h + 1], (int)blockIdx.z);
+        }
+      }
+    return;
+  }
   /* The epilogue through shared memory: the accumulators go to an f32 tile
    * over the ring, which every warp has finished reading (row stride
    * BN + 8: the eight rows of a warp's float2 stores fall in two bank
    * wavefronts, the least 256 bytes take); then Epi::store_tile runs a
    * rolled loop over (row, 16-byte chunk) units, so that its code stays
-   * small and its global stores are whole chunks. Accumulator (mi, ni, h):
-   * row lane/4 (+8), columns 2*(lane%4) and +1. */
-#ifdef MMA_DIRECT_EPI /* measurement: each thread stores its own pairs */
-#pragma unroll
-  for (int mi = 0; mi < C::MI; mi++)
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int row = row0 + wm * C::WTM + mi * 16 + (lane >> 2) + h * 8;
-      if (row >= row_end) continue;
-#pragma unroll
-      for (int ni = 0; ni < C::NI; ni++) {
-        const int col = n0 + wn * C::WTN + ni * 8 + 2 * (lane & 3);
-        Epi::template store<T>(args, P, e, row, col, acc[mi][ni][2 * h],
-                               acc[mi][ni][2 * h + 1], (int)blockIdx.z);
-      }
-    }
-  return;
-#endif
+   * small and its global stores are whole chunks. */
   constexpr int LD = BN + 8;
   static_assert(BM * LD * 4 <= C::SMEM, "the staging tile fits the ring");
   float *stg = (float *)smem;

@@ -38,7 +38,7 @@ template <int ACT> struct Gemm1Epi {
   static __device__ __forceinline__ int wrow(const mma_act &a, int N, int n) {
     return gemm1_wrow(a, N, n);
   }
-#ifdef MMA_DIRECT_EPI /* measurement: one thread's pair */
+  /* One thread's pair (tiles that do not stage their epilogue). */
   template <class T>
   static __device__ __forceinline__ void
   store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
@@ -69,7 +69,6 @@ template <int ACT> struct Gemm1Epi {
             from_f32<T>(act_apply(a, v1 + (b ? b[col + 1] : 0.0f), 0.0f));
     }
   }
-#endif
   /* The tile's rows [row0, row0 + rows), columns [n0, n0 + BN) of the
    * interleaved (gate, up) space, from stg (row stride LD). */
   template <class T, int BN, int LD, int THREADS>

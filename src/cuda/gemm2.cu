@@ -12,7 +12,7 @@ struct Gemm2Epi {
   static __device__ __forceinline__ int wrow(const mma_act &, int N, int n) {
     return n < N ? n : -1;
   }
-#ifdef MMA_DIRECT_EPI /* measurement: one thread's pair */
+  /* One thread's pair (tiles that do not stage their epilogue). */
   template <class T>
   static __device__ __forceinline__ void
   store(const mma_gemm_args &args, const mma_problem &P, int e, int row,
@@ -31,7 +31,6 @@ struct Gemm2Epi {
     if (col < P.N) o[col] = w * (v0 + (b ? b[col] : 0.0f));
     if (col + 1 < P.N) o[col + 1] = w * (v1 + (b ? b[col + 1] : 0.0f));
   }
-#endif
   /* The tile's rows [row0, row0 + rows), columns [n0, n0 + BN), from stg
    * (row stride LD), four columns a unit, to their Y rows. */
   template <class T, int BN, int LD, int THREADS>

@@ -245,6 +245,7 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = w * 16 + (l >> 2) + 8 * h;
+      if (r >= nrows) continue; /* past the expert's end: not stored */
 #pragma unroll
       for (int g = 0; g < 16; g++) {
         const int jc = 8 * g + 2 * (l & 3), j = j0 + jc;
@@ -270,6 +271,7 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = w * 16 + (l >> 2) + 8 * h;
+      if (r >= nrows) continue; /* past the expert's end: not stored */
 #pragma unroll
       for (int g = 0; g < 32; g++) {
         const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
@@ -291,6 +293,8 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         const int r = w * 16 + (l >> 2) + 8 * h;
+        if (r >= nrows) continue; /* past the expert's end: not stored */
+        if (r >= nrows) continue; /* past the expert's end: not stored */
 #pragma unroll
         for (int g = 16 * p; g < 16 * p + 16; g++) {
           const int cc = 8 * (g - 16 * p) + 2 * (l & 3), col = c0 + cc;
@@ -329,7 +333,7 @@ epi_gemm2_staged(const sm90_gemm_args &a, const sm90_tile &tl,
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int row = rbase + w * 16 + (l >> 2) + 8 * h;
-    rw[h] = 0.0f; /* rows past the end: computed, never stored */
+    rw[h] = 0.0f; /* rows past the end: skipped below */
     if (row < tl.row_end) {
       const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
       rw[h] = P.row_w ? __ldg(P.row_w + y) : 1.0f;
@@ -342,6 +346,7 @@ epi_gemm2_staged(const sm90_gemm_args &a, const sm90_tile &tl,
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = w * 16 + (l >> 2) + 8 * h;
+      if (r >= nrows) continue; /* past the expert's end: not stored */
 #pragma unroll
       for (int g = 16 * p; g < 16 * p + 16; g++) {
         const int cc = 8 * (g - 16 * p) + 2 * (l & 3), col = c0 + cc;

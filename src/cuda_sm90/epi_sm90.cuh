@@ -6,17 +6,17 @@
  * of its 64 rows, g = 0..31) to global memory.
  *
  * Two ways out:
- *   staged (default)  each warpgroup writes its results as T into its own
- *                     16 KB staging tile in shared memory (64 rows x 128
- *                     values), then copies the tile out in 16-byte chunks,
- *                     a warp storing whole rows: the global stores are
- *                     eight times fewer than one 4-byte pair a thread and
- *                     whole 32-byte sectors. Outputs wider than 128 values
- *                     (plain GEMM1, GEMM2) go in two passes.
- *   direct            each thread stores its own pairs (one 16-byte piece
- *                     of eight rows a warp store); kept for f32 Y
- *                     (MOE_SM90_Y32) and, built with -DSM90_DIRECT_EPI,
- *                     for every epilogue (a same-session A/B).
+ *   direct (default)  each thread stores its own pairs (a warp store: a
+ *                     16-byte piece of eight rows).
+ *   staged            (built with -DSM90_STAGED_EPI) each warpgroup writes
+ *                     its results as T into its own 16 KB staging tile in
+ *                     shared memory (64 rows x 128 values), then copies the
+ *                     tile out in 16-byte chunks, a warp storing whole
+ *                     rows; outputs wider than 128 values (plain GEMM1,
+ *                     GEMM2) go in two passes; f32 Y (MOE_SM90_Y32) stays
+ *                     direct. Measured against direct (bench/NOTES.md,
+ *                     cuda-sm90 v6): 4-6 % faster for gpt-oss at 4096-16384
+ *                     tokens, 1-5 % slower for the other presets.
  * Both compute the same values in the same order: outputs are identical.
  */
 #ifndef MOE_CUDA_SM90_EPI_SM90_CUH
@@ -370,10 +370,10 @@ template <class T, int ACT>
 __device__ __forceinline__ void
 epi_gemm1(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#ifdef SM90_DIRECT_EPI
-  epi_gemm1_direct<T, ACT>(a, tl, d, c);
-#else
+#ifdef SM90_STAGED_EPI
   epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
+#else
+  epi_gemm1_direct<T, ACT>(a, tl, d, c);
 #endif
 }
 
@@ -381,7 +381,7 @@ template <class T>
 __device__ __forceinline__ void
 epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#ifndef SM90_DIRECT_EPI
+#ifdef SM90_STAGED_EPI
   if (a.y_t) {
     epi_gemm2_staged<T>(a, tl, d, c, stg);
     return;

@@ -18,12 +18,11 @@
  *                 waits for the previous K step's group (one stays in
  *                 flight), releases that step's stage (one arrival per
  *                 warp) and, after the last K step, runs the epilogue
- *                 (through its staging tile in shared memory) while
- *                 the producer already fills the ring for its next
- *                 tile. With args.idle_skip (off by default), a
- *                 warpgroup whose 64 rows are all past the tile's end
- *                 only hands the stages back. GEMM1's kernel is compiled
- *                 per activation.
+ *                 (epi_sm90.cuh) while the producer already fills
+ *                 the ring for its next tile. With args.idle_skip (off
+ *                 by default), a warpgroup whose 64 rows are all past the
+ *                 tile's end only hands the stages back. GEMM1's kernel
+ *                 is compiled per activation.
  *
  * Stage index and phase run on across tiles: producer and consumers walk
  * the same tiles with the same K steps, so they stay in step.

@@ -370,7 +370,14 @@ template <class T, int ACT>
 __device__ __forceinline__ void
 epi_gemm1(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#ifdef SM90_STAGED_EPI
+#if defined(SM90_STAGED_EPI) && SM90_STAGED_EPI == 2
+  /* measurement: staged for the interleaved layout only */
+  if (a.act.gated && !a.p[tl.pi].halves) {
+    epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
+    return;
+  }
+  epi_gemm1_direct<T, ACT>(a, tl, d, c);
+#elif defined(SM90_STAGED_EPI)
   epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
 #else
   epi_gemm1_direct<T, ACT>(a, tl, d, c);
@@ -381,7 +388,7 @@ template <class T>
 __device__ __forceinline__ void
 epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#ifdef SM90_STAGED_EPI
+#if defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2
   if (a.y_t) {
     epi_gemm2_staged<T>(a, tl, d, c, stg);
     return;

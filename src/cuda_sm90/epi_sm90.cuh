@@ -170,7 +170,7 @@ __device__ __forceinline__ void epi_gemm2_direct(const sm90_gemm_args &a,
  * one row) each touch 32 distinct banks. */
 __device__ __forceinline__ unsigned char *stg_at(unsigned char *stg, int r,
                                                  int byte) {
-  return stg + r * 256 + ((((byte >> 4) ^ (r & 7))) << 4) + (byte & 15);
+  return stg + r * 256 + (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15);
 }
 
 /* Barrier of one consumer warpgroup c (ids 1, 2; 0 is __syncthreads). */

@@ -38,6 +38,25 @@ static double compare(const fx *f, const void *out, const double *want, int M) {
   return e;
 }
 
+/* Is every 16-bit output element the reference rounded to the dtype, or
+ * its neighbour (one step of the format, same sign)? fp32 accumulation
+ * may land a value on the other side of a rounding boundary; any real
+ * error is larger. */
+static int within_one_step(const fx *f, const void *out, const double *want,
+                           int M) {
+  if (f->s.dtype == MOE_DTYPE_F32) return 0;
+  const uint16_t *got = (const uint16_t *)out;
+  for (size_t i = 0; i < (size_t)M * f->s.H; i++) {
+    uint16_t ref;
+    moe_store_elem(&ref, 0, f->s.dtype, (float)want[i]);
+    if (got[i] == ref) continue;
+    if ((got[i] ^ ref) & 0x8000) return 0; /* signs differ */
+    const int d = (int)(got[i] & 0x7fff) - (int)(ref & 0x7fff);
+    if (d != 1 && d != -1) return 0;
+  }
+  return 1;
+}
+
 static void run_case(const ref_case *c, uint64_t stream) {
   fx f;
   fx_make(&f, &c->sp, tu_rng_make(stream));
@@ -69,6 +88,10 @@ static void run_case(const ref_case *c, uint64_t stream) {
      * a rounding boundary). fp32: the accumulation error of H + I terms. */
     double tol = dbl ? 1e-5 : (f.s.dtype == MOE_DTYPE_F32 ? 1e-5 : 1e-3);
     if (f.s.dtype != MOE_DTYPE_F32 && dbl) tol = 2e-3;
+    /* A 16-bit output of few elements: one value rounded to the other
+     * neighbour weighs up to 2^-7 of the largest one (seen: 1.35e-3 over
+     * 5 x 40 values); accepted when no value is more than one step off. */
+    if (!(e <= tol) && !dbl && within_one_step(&f, out, want, M)) tol = 1e-2;
     if (!(e <= tol))
       fail_msg("%s (%s accumulation): rel error %.3g > %.3g", c->name,
                dbl ? "double" : "float", e, tol);

@@ -167,14 +167,37 @@ __global__ void __launch_bounds__(C::THREADS)
 
   /* Whole K steps of 16-byte aligned rows (every step but a ragged last
    * one) take one unconditional copy per chunk: a row past the end copies
-   * zero bytes (its pointer is row 0's, a valid address, never read). The
-   * per-element path below serves the rest; keeping its branches out of
-   * the common step keeps the loop issue-light (bench/NOTES.md, v7). */
+   * zero bytes from a valid address it never reads. The per-element path
+   * below serves the rest; keeping its branches out of the common step
+   * keeps the loop issue-light (bench/NOTES.md, v7). */
 #ifndef MMA_SLOW_COPY /* measurement: every step on the per-element path */
   const int fast = P.a_aligned && P.w_aligned;
 #else
   const int fast = 0;
 #endif
+  /* The fast path's weight chunks: a thread's chunk rows are r0 + i D
+   * (D = THREADS / 8) and map to weight rows g0 + i S (S = D, or D / 2
+   * with gated [gate; up] halves), so one pointer, one stride and a count
+   * of valid chunks give every chunk's address in one multiply-add, where
+   * a pointer per chunk was rebuilt each step (bench/NOTES.md, v9); a chunk
+   * past the count copies zero bytes from the first chunk's address (or
+   * the expert's first row when none is valid). A keeps a pointer per
+   * chunk: its rows may be gathered, and the same form measured no
+   * cheaper there in SASS. */
+  constexpr int D = C::THREADS / 8;
+  static_assert(D % 2 == 0, "a thread's rows keep their gate / up parity");
+  const int r0 = tid >> 3;
+  const int b_nv = min(max((P.N - n0 - r0 + D - 1) / D, 0), C::B_IT);
+  uint32_t b_S = 0;
+  const unsigned char *b_p0;
+  {
+    const int g0 = Epi::wrow(args.act, P.N, n0 + r0);
+    if (b_nv >= 2)
+      b_S = (uint32_t)(Epi::wrow(args.act, P.N, n0 + r0 + D) - g0) *
+            (uint32_t)P.K * (uint32_t)sizeof(T);
+    b_p0 = (const unsigned char *)(W + (long long)(g0 >= 0 ? g0 : 0) * P.K +
+                                   kb + c * 8);
+  }
   int a_sz[C::A_IT], b_sz[C::B_IT];
 #pragma unroll
   for (int i = 0; i < C::A_IT; i++)
@@ -188,12 +211,24 @@ __global__ void __launch_bounds__(C::THREADS)
     const uint32_t a_base = sA + stage * BM * BK * 2;
     const uint32_t b_base = sB + stage * BN * BK * 2;
     if (fast && kb + (kt + 1) * BK <= ke) {
+#ifdef MMA_COPY64 /* measurement: v8's pointer per chunk */
 #pragma unroll
       for (int i = 0; i < C::A_IT; i++)
         cp_async16(a_base + a_dst[i], a_row[i] + k, a_sz[i]);
 #pragma unroll
       for (int i = 0; i < C::B_IT; i++)
         cp_async16(b_base + b_dst[i], b_row[i] + k, b_sz[i]);
+#else
+      const int kbytes = kt * BK * (int)sizeof(T);
+#pragma unroll
+      for (int i = 0; i < C::A_IT; i++)
+        cp_async16(a_base + a_dst[i], a_row[i] + k, a_sz[i]);
+#pragma unroll
+      for (int i = 0; i < C::B_IT; i++)
+        cp_async16(b_base + b_dst[i],
+                   b_p0 + kbytes + (size_t)(i < b_nv ? i : 0) * b_S,
+                   i < b_nv ? 16 : 0);
+#endif
       return;
     }
 #pragma unroll

@@ -17,6 +17,14 @@
  *                     direct. Measured against direct (bench/NOTES.md,
  *                     cuda-sm90 v6): 4-6 % faster for gpt-oss at 4096-16384
  *                     tokens, 1-5 % slower for the other presets.
+ *   bulk              (built with -DSM90_BULK_EPI) staged as above, but each
+ *                     row of the staging tile leaves by one asynchronous
+ *                     bulk copy (cp.async.bulk, shared -> global) issued by
+ *                     one thread, so that the consumers go on to the next
+ *                     tile's MMAs while the rows drain; a thread waits for
+ *                     its copies to have read the tile only before the tile
+ *                     is written again. Unaligned rows or a width not a
+ *                     multiple of eight values take the staged copy loop.
  * Both compute the same values in the same order: outputs are identical.
  */
 #ifndef MOE_CUDA_SM90_EPI_SM90_CUH
@@ -170,12 +178,37 @@ __device__ __forceinline__ void epi_gemm2_direct(const sm90_gemm_args &a,
  * one row) each touch 32 distinct banks. */
 __device__ __forceinline__ unsigned char *stg_at(unsigned char *stg, int r,
                                                  int byte) {
+#ifdef SM90_BULK_EPI
+  /* rows contiguous (one bulk copy each), 272 bytes apart within a group
+   * of eight: a fragment store's eight rows start on distinct banks */
+  return stg + (r >> 3) * SM90_STG_GROUP + (r & 7) * SM90_STG_ROW + byte;
+#else
   return stg + r * 256 + (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15);
+#endif
 }
 
 /* Barrier of one consumer warpgroup c (ids 1, 2; 0 is __syncthreads). */
 __device__ __forceinline__ void wg_sync(int c) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(c + 1) : "memory");
+}
+
+/* Before a warpgroup writes its staging tile: the previous copy out of it
+ * has read it (bulk: each thread waits for its own copies; then the
+ * barrier makes that true of all of them). */
+__device__ __forceinline__ void stg_begin(int c) {
+#ifdef SM90_BULK_EPI
+  bulk_wait_read();
+#endif
+  wg_sync(c);
+}
+
+/* After it: the writes are visible to the copy out (bulk: to the async
+ * proxy that reads them). */
+__device__ __forceinline__ void stg_end(int c) {
+#ifdef SM90_BULK_EPI
+  fence_proxy_async();
+#endif
+  wg_sync(c);
 }
 
 /* Columns col, col + 1 (col even) of staging row r. */
@@ -199,6 +232,18 @@ __device__ __forceinline__ void stg_copy_out(const unsigned char *stg, T *out,
   const bool vec = (((uintptr_t)out | (uintptr_t)(ldo * sizeof(T)) |
                      (uintptr_t)(col0 * sizeof(T))) &
                     15) == 0;
+#ifdef SM90_BULK_EPI
+  if (vec && ncols % 8 == 0) { /* uniform over the warpgroup */
+    if (t < nrows) {
+      const long long y = out_rows ? __ldg(out_rows + row0 + t) : row0 + t;
+      bulk_store(out + y * ldo + col0,
+                 sm90_smem_addr(stg_at((unsigned char *)stg, t, 0)),
+                 (uint32_t)ncols * (uint32_t)sizeof(T));
+      bulk_commit();
+    }
+    return;
+  }
+#endif
 #pragma unroll 2
   for (int u = t; u < nrows * 16; u += 128) {
     const int r = u >> 4, ch = u & 15;
@@ -241,7 +286,7 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
   if (ac.gated && P.halves) {
     /* columns 0-127: gate j0 + c, columns 128-255: up j0 + c */
     const int I = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
-    wg_sync(c);
+    stg_begin(c);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = w * 16 + (l >> 2) + 8 * h;
@@ -261,13 +306,13 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
         stg_put2<T>(stg, r, jc, v[0], v[1]);
       }
     }
-    wg_sync(c);
+    stg_end(c);
     stg_copy_out<T>(stg, out, P.ldo, nullptr, rbase, nrows, j0,
                     min(SM90_BN / 2, I - j0));
   } else if (ac.gated) {
     /* interleaved rows: columns (2j, 2j + 1) are (gate j, up j) */
     const int J = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
-    wg_sync(c);
+    stg_begin(c);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = w * 16 + (l >> 2) + 8 * h;
@@ -282,18 +327,17 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
         *(T *)stg_at(stg, r, (j - j0) * 2) = from_f32<T>(act_apply(ac, gt, up));
       }
     }
-    wg_sync(c);
+    stg_end(c);
     stg_copy_out<T>(stg, out, P.ldo, nullptr, rbase, nrows, j0,
                     min(SM90_BN / 2, J - j0));
   } else {
 #pragma unroll
     for (int p = 0; p < 2; p++) {
       const int c0 = tl.nt * SM90_BN + p * (SM90_BN / 2);
-      wg_sync(c);
+      stg_begin(c);
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         const int r = w * 16 + (l >> 2) + 8 * h;
-        if (r >= nrows) continue; /* past the expert's end: not stored */
         if (r >= nrows) continue; /* past the expert's end: not stored */
 #pragma unroll
         for (int g = 16 * p; g < 16 * p + 16; g++) {
@@ -310,7 +354,7 @@ epi_gemm1_staged(const sm90_gemm_args &a, const sm90_tile &tl,
           stg_put2<T>(stg, r, cc, v0, v1);
         }
       }
-      wg_sync(c);
+      stg_end(c);
       stg_copy_out<T>(stg, out, P.ldo, nullptr, rbase, nrows, c0,
                       min(SM90_BN / 2, P.N - c0));
     }
@@ -342,7 +386,7 @@ epi_gemm2_staged(const sm90_gemm_args &a, const sm90_tile &tl,
 #pragma unroll
   for (int p = 0; p < 2; p++) {
     const int c0 = tl.nt * SM90_BN + p * (SM90_BN / 2);
-    wg_sync(c);
+    stg_begin(c);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = w * 16 + (l >> 2) + 8 * h;
@@ -359,7 +403,7 @@ epi_gemm2_staged(const sm90_gemm_args &a, const sm90_tile &tl,
         stg_put2<T>(stg, r, cc, v0, v1);
       }
     }
-    wg_sync(c);
+    stg_end(c);
     stg_copy_out<T>(stg, (T *)P.out, P.ldo, P.out_rows, rbase, nrows, c0,
                     min(SM90_BN / 2, P.N - c0));
   }
@@ -370,7 +414,9 @@ template <class T, int ACT>
 __device__ __forceinline__ void
 epi_gemm1(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#if defined(SM90_STAGED_EPI) && SM90_STAGED_EPI == 2
+#if defined(SM90_BULK_EPI)
+  epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
+#elif defined(SM90_STAGED_EPI) && SM90_STAGED_EPI == 2
   /* measurement: staged for the interleaved layout only */
   if (a.act.gated && !a.p[tl.pi].halves) {
     epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
@@ -388,7 +434,7 @@ template <class T>
 __device__ __forceinline__ void
 epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#if defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2
+#if defined(SM90_BULK_EPI) || (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2)
   if (a.y_t) {
     epi_gemm2_staged<T>(a, tl, d, c, stg);
     return;

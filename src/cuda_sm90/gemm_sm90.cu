@@ -198,6 +198,11 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       else
         epi_gemm2<T>(args, tl, d, c, stg);
     }
+#ifdef SM90_BULK_EPI
+    /* the bulk copies out of the staging tile finish before the CTA (and
+     * its shared memory) goes */
+    bulk_wait_all();
+#endif
   }
 #endif
 }

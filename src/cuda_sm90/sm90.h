@@ -31,17 +31,29 @@
 #define SM90_A_BYTES (SM90_BM * SM90_BK * 2)
 #define SM90_B_BYTES (SM90_BN * SM90_BK * 2)
 #define SM90_STAGE_BYTES (SM90_A_BYTES + SM90_B_BYTES)
-/* Each consumer warpgroup's epilogue staging tile, 64 rows x 256 bytes, in
- * builds with -DSM90_STAGED_EPI only (epi_sm90.cuh: measured, not faster
- * overall). */
-#ifdef SM90_STAGED_EPI
+/* Each consumer warpgroup's epilogue staging tile, 64 rows x 256 bytes
+ * (epi_sm90.cuh):
+ *   -DSM90_BULK_EPI    rows 272 bytes apart in groups of eight (2160 bytes
+ *                      a group), so that a row is contiguous for its bulk
+ *                      store and a fragment store hits 32 banks: 17280;
+ *   -DSM90_STAGED_EPI  rows 256 bytes apart, chunks XOR-swizzled: 16384
+ *                      (measured, not faster overall: NOTES cuda-sm90 v6);
+ *   neither            no staging. */
+#if defined(SM90_BULK_EPI) && defined(SM90_STAGED_EPI)
+#error "SM90_BULK_EPI and SM90_STAGED_EPI exclude each other"
+#endif
+#define SM90_STG_ROW 272
+#define SM90_STG_GROUP (7 * SM90_STG_ROW + 256)
+#if defined(SM90_BULK_EPI)
+#define SM90_STG_BYTES (8 * SM90_STG_GROUP)
+#elif defined(SM90_STAGED_EPI)
 #define SM90_STG_BYTES (64 * 256)
 #else
 #define SM90_STG_BYTES 0
 #endif
 /* ring + staging + barriers + slack to align the ring to 1024 bytes:
- * 197696 bytes (230464 with staging, within the 227 KB a block may opt in
- * to on sm_90) */
+ * 197696 bytes (230464 with -DSM90_STAGED_EPI, 232256 with -DSM90_BULK_EPI,
+ * within the 232448 a block may opt in to on sm_90) */
 #define SM90_SMEM                                                              \
   (SM90_STAGES * SM90_STAGE_BYTES + 2 * SM90_STG_BYTES + 2 * SM90_STAGES * 8 + \
    1024)

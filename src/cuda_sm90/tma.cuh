@@ -123,6 +123,31 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+/* Bulk copy of `bytes` (a multiple of 16; both addresses 16-byte aligned)
+ * from shared memory to global memory, in this thread's current bulk
+ * group; the group is closed by bulk_commit and waited on by the same
+ * thread. */
+__device__ __forceinline__ void bulk_store(void *dst, uint32_t src,
+                                           uint32_t bytes) {
+  asm volatile(
+      "cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(
+          (uint64_t)(uintptr_t)dst),
+      "r"(src), "r"(bytes)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_commit() {
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+/* This thread's bulk groups have read their shared memory (it may be
+ * written again). */
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+/* This thread's bulk groups are complete (their writes performed). */
+__device__ __forceinline__ void bulk_wait_all() {
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap *m) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"((uint64_t)(uintptr_t)m)
                : "memory");

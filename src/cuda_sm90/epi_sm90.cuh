@@ -5,26 +5,30 @@
  * lane l) holds rows 16 w + l / 4 (+ 8) and columns 8 g + 2 (l % 4) (+ 1)
  * of its 64 rows, g = 0..31) to global memory.
  *
- * Two ways out:
- *   direct (default)  each thread stores its own pairs (a warp store: a
- *                     16-byte piece of eight rows).
- *   staged            (built with -DSM90_STAGED_EPI) each warpgroup writes
- *                     its results as T into its own 16 KB staging tile in
- *                     shared memory (64 rows x 128 values), then copies the
- *                     tile out in 16-byte chunks, a warp storing whole
- *                     rows; outputs wider than 128 values (plain GEMM1,
- *                     GEMM2) go in two passes; f32 Y (MOE_SM90_Y32) stays
- *                     direct. Measured against direct (bench/NOTES.md,
- *                     cuda-sm90 v6): 4-6 % faster for gpt-oss at 4096-16384
- *                     tokens, 1-5 % slower for the other presets.
- *   bulk              (built with -DSM90_BULK_EPI) staged as above, but each
- *                     row of the staging tile leaves by one asynchronous
- *                     bulk copy (cp.async.bulk, shared -> global) issued by
- *                     one thread, so that the consumers go on to the next
- *                     tile's MMAs while the rows drain; a thread waits for
- *                     its copies to have read the tile only before the tile
- *                     is written again. Unaligned rows or a width not a
- *                     multiple of eight values take the staged copy loop.
+ * Three ways out (sm90.h says which a build uses):
+ *   direct            each thread stores its own pairs (a warp store: a
+ *                     16-byte piece of eight rows). The default for all
+ *                     but GEMM1's interleaved layout.
+ *   staged            (-DSM90_STAGED_EPI) each warpgroup writes its results
+ *                     as T into its own staging tile in shared memory (64
+ *                     rows x 128 values), then copies the tile out in
+ *                     16-byte chunks, a warp storing whole rows; outputs
+ *                     wider than 128 values (plain GEMM1, GEMM2) go in two
+ *                     passes; f32 Y (MOE_SM90_Y32) stays direct. Measured
+ *                     against direct (bench/NOTES.md, cuda-sm90 v6): 4-6 %
+ *                     faster for gpt-oss at 4096-16384 tokens, 1-5 % slower
+ *                     for the other presets.
+ *   bulk              staged, but each row of the staging tile leaves by
+ *                     one asynchronous bulk copy (cp.async.bulk, shared ->
+ *                     global) issued by one thread, so that the consumers
+ *                     go on to the next tile's MMAs while the rows drain; a
+ *                     thread waits for its copies to have read the tile
+ *                     only before the tile is written again. Unaligned rows
+ *                     or a width not a multiple of eight values take the
+ *                     staged copy loop. The default for GEMM1's interleaved
+ *                     layout (one 2-byte value a column pair: gpt-oss 6-10 %
+ *                     faster at 4096-16384 tokens); -DSM90_BULK_EPI=1 for
+ *                     every 16-bit output (1-2 % slower elsewhere, v8).
  * Both compute the same values in the same order: outputs are identical.
  */
 #ifndef MOE_CUDA_SM90_EPI_SM90_CUH
@@ -233,6 +237,7 @@ __device__ __forceinline__ void stg_copy_out(const unsigned char *stg, T *out,
                      (uintptr_t)(col0 * sizeof(T))) &
                     15) == 0;
 #ifdef SM90_BULK_EPI
+  if (ncols <= 0) return;      /* a second pass past N */
   if (vec && ncols % 8 == 0) { /* uniform over the warpgroup */
     if (t < nrows) {
       const long long y = out_rows ? __ldg(out_rows + row0 + t) : row0 + t;
@@ -414,16 +419,15 @@ template <class T, int ACT>
 __device__ __forceinline__ void
 epi_gemm1(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#if defined(SM90_BULK_EPI)
-  epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
-#elif defined(SM90_STAGED_EPI) && SM90_STAGED_EPI == 2
-  /* measurement: staged for the interleaved layout only */
+#if (defined(SM90_BULK_EPI) && SM90_BULK_EPI == 2) ||                          \
+    (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI == 2)
+  /* staged for the interleaved layout only */
   if (a.act.gated && !a.p[tl.pi].halves) {
     epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
     return;
   }
   epi_gemm1_direct<T, ACT>(a, tl, d, c);
-#elif defined(SM90_STAGED_EPI)
+#elif defined(SM90_BULK_EPI) || defined(SM90_STAGED_EPI)
   epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
 #else
   epi_gemm1_direct<T, ACT>(a, tl, d, c);
@@ -434,7 +438,8 @@ template <class T>
 __device__ __forceinline__ void
 epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
           int c, unsigned char *stg) {
-#if defined(SM90_BULK_EPI) || (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2)
+#if (defined(SM90_BULK_EPI) && SM90_BULK_EPI != 2) ||                          \
+    (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2)
   if (a.y_t) {
     epi_gemm2_staged<T>(a, tl, d, c, stg);
     return;

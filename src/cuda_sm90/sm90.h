@@ -31,14 +31,24 @@
 #define SM90_A_BYTES (SM90_BM * SM90_BK * 2)
 #define SM90_B_BYTES (SM90_BN * SM90_BK * 2)
 #define SM90_STAGE_BYTES (SM90_A_BYTES + SM90_B_BYTES)
-/* Each consumer warpgroup's epilogue staging tile, 64 rows x 256 bytes
- * (epi_sm90.cuh):
- *   -DSM90_BULK_EPI    rows 272 bytes apart in groups of eight (2160 bytes
- *                      a group), so that a row is contiguous for its bulk
- *                      store and a fragment store hits 32 banks: 17280;
- *   -DSM90_STAGED_EPI  rows 256 bytes apart, chunks XOR-swizzled: 16384
- *                      (measured, not faster overall: NOTES cuda-sm90 v6);
- *   neither            no staging. */
+/* The epilogue's way out (epi_sm90.cuh; bench/NOTES.md cuda-sm90 v6, v8):
+ *   default              SM90_BULK_EPI 2: GEMM1's interleaved [gate, up]
+ *                        layout (one 2-byte value a column pair) through
+ *                        the staging tile and bulk copies, every other
+ *                        output by per-thread stores;
+ *   -DSM90_BULK_EPI      (= 1) every 16-bit output through bulk copies;
+ *   -DSM90_DIRECT_EPI    per-thread stores everywhere;
+ *   -DSM90_STAGED_EPI    staging with synchronous copies (=2: GEMM1's
+ *                        interleaved layout only).
+ * Each consumer warpgroup's staging tile, 64 rows x 256 bytes: with bulk
+ * copies rows 272 bytes apart in groups of eight (2160 bytes a group), so
+ * that a row is contiguous for its copy and a fragment store hits 32
+ * banks: 17280 bytes; with synchronous copies rows 256 bytes apart,
+ * chunks XOR-swizzled: 16384. */
+#if !defined(SM90_BULK_EPI) && !defined(SM90_STAGED_EPI) &&                    \
+    !defined(SM90_DIRECT_EPI)
+#define SM90_BULK_EPI 2
+#endif
 #if defined(SM90_BULK_EPI) && defined(SM90_STAGED_EPI)
 #error "SM90_BULK_EPI and SM90_STAGED_EPI exclude each other"
 #endif
@@ -52,7 +62,8 @@
 #define SM90_STG_BYTES 0
 #endif
 /* ring + staging + barriers + slack to align the ring to 1024 bytes:
- * 197696 bytes (230464 with -DSM90_STAGED_EPI, 232256 with -DSM90_BULK_EPI,
+ * 197696 bytes with -DSM90_DIRECT_EPI, 230464 with -DSM90_STAGED_EPI, 232256
+ * with bulk copies (the default),
  * within the 232448 a block may opt in to on sm_90) */
 #define SM90_SMEM                                                              \
   (SM90_STAGES * SM90_STAGE_BYTES + 2 * SM90_STG_BYTES + 2 * SM90_STAGES * 8 + \

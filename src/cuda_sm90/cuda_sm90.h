@@ -18,7 +18,7 @@ extern const moe_backend moe_backend_cuda_sm90;
 /* Rows per expert (M * k / E) below which a call goes to cuda-mma's
  * kernels: measured on the H200 (bench/NOTES.md, "crossover").
  * MOE_SM90_CROSSOVER in the environment overrides it at layer creation. */
-#define SM90_CROSSOVER 48.0
+#define SM90_CROSSOVER 56.0
 /* Row tiles per band of the GEMMs' tile walk (gemm_sm90.cu);
  * MOE_SM90_BAND overrides it at layer creation (1: row tile major). */
 #define SM90_BAND 16

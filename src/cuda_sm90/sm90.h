@@ -25,8 +25,14 @@
  * one box from each half). */
 #define SM90_BM 128
 #define SM90_BN 256
-#define SM90_BK 64
-#define SM90_STAGES 4
+/* SM90_BK is set in tma.cuh. Three stages of 48 KB: measured faster than
+ * four on the H200 (deepseek 4096 tokens 10-13 %, 16384 3-5 %, gpt-oss
+ * 1-4 %, the rest level; bench/NOTES.md cuda-sm90 v9). -DSM90_STAGES=N
+ * for measurement; with -DSM90_BK=32, 8 stages of 24 KB (measured 1-25 %
+ * slower). */
+#ifndef SM90_STAGES
+#define SM90_STAGES (SM90_BK == 64 ? 3 : 8)
+#endif
 #define SM90_THREADS 384
 #define SM90_A_BYTES (SM90_BM * SM90_BK * 2)
 #define SM90_B_BYTES (SM90_BN * SM90_BK * 2)
@@ -62,9 +68,8 @@
 #define SM90_STG_BYTES 0
 #endif
 /* ring + staging + barriers + slack to align the ring to 1024 bytes:
- * 197696 bytes with -DSM90_DIRECT_EPI, 230464 with -DSM90_STAGED_EPI, 232256
- * with bulk copies (the default),
- * within the 232448 a block may opt in to on sm_90) */
+ * 183088 bytes by default (3 stages, bulk-copy staging), 232256 with 4
+ * stages, within the 232448 a block may opt in to on sm_90 */
 #define SM90_SMEM                                                              \
   (SM90_STAGES * SM90_STAGE_BYTES + 2 * SM90_STG_BYTES + 2 * SM90_STAGES * 8 + \
    1024)

@@ -24,6 +24,15 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+/* K elements of a ring stage's rows: 64 (128-byte rows, 128-byte swizzle),
+ * or 32 with -DSM90_BK=32 (64-byte rows and swizzle; measurement). */
+#ifndef SM90_BK
+#define SM90_BK 64
+#endif
+#if SM90_BK != 64 && SM90_BK != 32
+#error "SM90_BK is 64 or 32"
+#endif
+
 /* wgmma, setmaxnreg: sm_90a only (nvcc defines __CUDA_ARCH_FEAT_SM90_ALL
  * for the arch-specific target "90a"; plain sm_90 lacks them). */
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 900) &&                        \
@@ -62,15 +71,15 @@ static inline int sm90_encode_2d(sm90_encode_fn enc, CUtensorMap *map,
     return -1;
   cuuint64_t dim[2] = {cols, rows};
   cuuint64_t stride[1] = {ld * 2};
-  cuuint32_t box[2] = {64, box_rows};
+  cuuint32_t box[2] = {SM90_BK, box_rows};
   cuuint32_t estride[2] = {1, 1};
-  CUresult r = enc(map,
-                   is_bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                           : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                   2, (void *)ptr, dim, stride, box, estride,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  CUresult r = enc(
+      map,
+      is_bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      2, (void *)ptr, dim, stride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      SM90_BK == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? 0 : -1;
 }
 
@@ -166,15 +175,18 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *m,
 /* wgmma shared-memory descriptor of a K-major tile whose rows are 128
  * bytes (64 16-bit elements), 128-byte swizzled as TMA wrote it: groups of
  * 8 rows are 1024 bytes apart (stride byte offset); the leading byte offset
- * is unused with this swizzle. The tile must start 1024-byte aligned;
+ * is unused with this swizzle. (With SM90_BK 32: 64-byte rows and swizzle,
+ * 512 bytes a group of 8 rows.) The tile must start 1024-byte aligned;
  * stepping K by 16 elements inside the row adds 32 bytes (2 in the
  * address field). */
 __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr) {
   uint64_t d = 0;
   d |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);
-  d |= (uint64_t)1 << 16;           /* leading byte offset (unused) */
-  d |= (uint64_t)(1024 >> 4) << 32; /* stride byte offset */
-  d |= (uint64_t)1 << 62;           /* 128-byte swizzle */
+  d |= (uint64_t)1 << 16; /* leading byte offset (unused) */
+  /* stride byte offset: 8 rows of SM90_BK 16-bit elements */
+  d |= (uint64_t)((8 * SM90_BK * 2) >> 4) << 32;
+  /* layout: 1 = 128-byte swizzle, 2 = 64-byte swizzle */
+  d |= (uint64_t)(SM90_BK == 64 ? 1 : 2) << 62;
   return d;
 }
 

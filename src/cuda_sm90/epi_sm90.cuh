@@ -26,9 +26,10 @@
  *                     only before the tile is written again. Unaligned rows
  *                     or a width not a multiple of eight values take the
  *                     staged copy loop. The default for GEMM1's interleaved
- *                     layout (one 2-byte value a column pair: gpt-oss 6-10 %
+ *                     layout (one 2-byte value a column pair: gpt-oss 2-4 %
  *                     faster at 4096-16384 tokens); -DSM90_BULK_EPI=1 for
- *                     every 16-bit output (1-2 % slower elsewhere, v8).
+ *                     every 16-bit output (gpt-oss 6-9 %, the other presets
+ *                     1-2 % slower; bench/NOTES.md cuda-sm90 v8).
  * Both compute the same values in the same order: outputs are identical.
  */
 #ifndef MOE_CUDA_SM90_EPI_SM90_CUH

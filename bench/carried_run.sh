@@ -9,6 +9,9 @@
 #                 alternating order, with the arguments in AB_ARGS; then
 #                 sweep_table.py's table (fastest pass, ratios to the first)
 #   TABLE="a"     the full table (three backends and the peers) to h200.json
+#   PROF="a"      bench/profile_sass.sh on that build (carried with
+#                 -lineinfo) with PROF_RE, PROF_SKIP, PROF_CASES: where the
+#                 kernel's warps stall, per SASS instruction
 # Logs go to /tmp; to $OUT (at most 8 files come back): tests.log,
 # sweep_*.json, h200.json. A short summary prints last.
 set -uo pipefail
@@ -80,5 +83,12 @@ for n in ${TABLE:-}; do
     >"/tmp/table_$n.log" 2>&1
   sum+="table $n rc=$?\n"
   tail -4 "/tmp/table_$n.log"
+done
+for n in ${PROF:-}; do
+  LIB=$(lib "$n")/libmoe.so timeout 400 bash bench/profile_sass.sh \
+    "${PROF_RE:-sm90_gemm}" "${PROF_SKIP:-1}" \
+    "${PROF_CASES:-deepseek-v3:4096}" >"$OUT/prof_$n.log" 2>&1
+  sum+="profile $n rc=$?\n"
+  head -60 "$OUT/prof_$n.log"
 done
 printf '\n==== summary ====\n%b' "$sum"

@@ -4,23 +4,31 @@
 # the kernels matching REGEX in profile_kernels.py's cases with ncu's
 # source counters, and prints the instructions with the most stall samples.
 #   bench/profile_sass.sh REGEX SKIP CASES [BACKEND] [extra CUDA flags]
+# With LIB=path/libmoe.so (a -lineinfo build carried by
+# bench/carry_build.sh "prof=-lineinfo"), nothing is built here.
 # Logs and the per-instruction CSV go to $OUT.
 set -uo pipefail
 RE=$1 SKIP=$2 CASES=$3 BACKEND=${4:-cuda-sm90} FLAGS=${5:-}
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
 . bench/device_env.sh # .debs packages: SYS, LIBDIR, CFLAGS, loader path
-dir=build-lineinfo
-cmake -S . -B $dir -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS=${MOE_ARCH:-90a} \
-  -DMOE_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="-lineinfo $FLAGS" \
-  -DCMAKE_C_FLAGS="-I$SYS/usr/include" \
-  >"$OUT/build_lineinfo.log" 2>&1 && ninja -C $dir libmoe.so \
-  >>"$OUT/build_lineinfo.log" 2>&1 || { tail -20 "$OUT/build_lineinfo.log"; exit 1; }
+lib=${LIB:-}
+if [ -z "$lib" ]; then
+  dir=build-lineinfo
+  cmake -S . -B $dir -G Ninja -DMOE_CUDA=ON -DMOE_CUDA_ARCHS=${MOE_ARCH:-90a} \
+    -DMOE_BUILD_TESTS=OFF -DCMAKE_CUDA_FLAGS="-lineinfo $FLAGS" \
+    -DCMAKE_C_FLAGS="-I$SYS/usr/include" \
+    >"$OUT/build_lineinfo.log" 2>&1 && ninja -C $dir libmoe.so \
+    >>"$OUT/build_lineinfo.log" 2>&1 || { tail -20 "$OUT/build_lineinfo.log"; exit 1; }
+  lib=$PWD/$dir/libmoe.so
+fi
+libdir=$(dirname "$lib")
+export LD_LIBRARY_PATH=$libdir:$LD_LIBRARY_PATH
 rep=/tmp/prof_sass
 rm -f $rep.ncu-rep
 timeout 300 ncu --clock-control none --set full --import-source yes \
   -k regex:"$RE" --launch-skip "$SKIP" --launch-count 1 -o $rep \
-  python3 bench/profile_kernels.py --lib "$PWD/$dir/libmoe.so" \
+  python3 bench/profile_kernels.py --lib "$lib" \
   --backend "$BACKEND" --cases "$CASES" >"$OUT/ncu_sass.log" 2>&1
 echo "ncu rc=$?"
 ncu -i $rep.ncu-rep --page source --print-source sass --csv \

@@ -35,7 +35,18 @@ ncu -i $rep.ncu-rep --page source --print-source sass --csv \
   >"$OUT/sass.csv" 2>"$OUT/sass.err"
 echo "export rc=$? ($(wc -l <"$OUT/sass.csv") lines)"
 ncu -i $rep.ncu-rep --page details --section SpeedOfLight \
-  --section WarpStateStats | grep -E "Duration|Throughput|Stall" | head -20
+  --section WarpStateStats | grep -E "Duration|Throughput|Stall|Frequency" |
+  head -24
+# the clocks under load and the tensor pipe's activity
+ncu -i $rep.ncu-rep --page raw --csv 2>/dev/null | python3 -c '
+import csv, re, sys
+r = list(csv.reader(sys.stdin))
+if len(r) >= 3:
+    for i, n in enumerate(r[0]):
+        if re.search(r"pipe_tensor.*(active|cycles)|elapsed.avg.per_second|"
+                     r"sm__throughput.avg.pct|issue_active.avg.pct", n):
+            print("%-70s %s %s" % (n, r[2][i], r[1][i]))
+'
 python3 - "$OUT/sass.csv" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))

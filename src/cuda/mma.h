@@ -274,6 +274,7 @@ typedef struct mma_gemv_args {
   void *out;             /* [M][H] */
   int pdl;
   int mma1; /* gemv1's GEMM on tensor cores (gemv_mma.cuh), else FFMA */
+  int bulk; /* the weights by bulk copies (gemv_bulk.cuh; sm_90+ SASS) */
 } mma_gemv_args;
 /* The layer's constant arguments (shape, weights, activation, map); the
  * caller then sets the buffers (pe .. ldh_sh) and pdl. */

@@ -171,8 +171,9 @@ static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
   g->pdl = L->pdl;
   g->mma1 = env_num("MOE_MMA_GEMV_MMA", 0.0) != 0.0;
   /* bulk copies need sm_90 SASS (not an older arch's PTX) */
-  g->bulk = L->sm >= 90 && moe_cuda_sass_for(L->sm) &&
-            env_num("MOE_MMA_GEMV_BULK", 0.0) != 0.0;
+  const double bk = env_num("MOE_MMA_GEMV_BULK", 0.0);
+  g->bulk =
+      L->sm >= 90 && moe_cuda_sass_for(L->sm) ? (bk >= 2.0 ? 2 : bk > 0.0) : 0;
   return cudaSuccess;
 }
 

@@ -298,7 +298,7 @@ gv1_run(const mma_gemv_args &a, const gv1_tables &tb, int Ur, int upp, int u0,
 #include "gemv_bulk.cuh"
 
 /* MODE 0: FFMA units through the cp.async ring; 1: the GEMM on tensor
- * cores (gemv_mma.cuh); 2: FFMA units through bulk copies (gemv_bulk.cuh,
+ * cores (gemv_mma.cuh); 2, 3: FFMA units through bulk copies (gemv_bulk.cuh,
  * sm_90 and later). */
 template <class T, int MODE>
 __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
@@ -364,7 +364,7 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     s_gb[i] = b;
     s_gn[i] = f + 1 - b;
   }
-  if (MODE == 2) gb_proxy_fence(); /* the routing scratch, then bulk copies */
+  if (MODE >= 2) gb_proxy_fence(); /* the routing scratch, then bulk copies */
   __syncthreads();
 
   if (MODE == 1) {
@@ -379,17 +379,17 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const int Ur = V * upp;
   long long u0, u1;
   gv_range(Ur + (long long)a.M * ups, &u0, &u1);
-  if (MODE == 2) {
+  if (MODE >= 2) {
     const uint32_t bars = smem_u32(s_dyn4) + GV_RING_BYTES + warp * GV_S * 8;
     gb_walk1<T> wi = {a, tb, Ur, upp, (int)u0, (int)u1, 0, {}};
     gb_walk1<T> wu = wi;
-    gb_stream<T>(wi, wu, lane, ring, bars);
+    gb_stream<T, MODE == 3>(wi, wu, lane, ring, bars);
     return;
   }
   gv1_run<T>(a, tb, Ur, upp, (int)u0, (int)(u1 - u0), lane, ring);
 }
 
-template <class T, bool BULK>
+template <class T, int BULK>
 __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gemv2_kernel(const mma_gemv_args a) {
   extern __shared__ uint4 s_dyn4[];
@@ -422,7 +422,7 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gb_walk2<T> wi = {a, s_e, s_q, s_nv, s_w, u, u1, 0, 0, 0, 0, 0, 0};
     gb_walk2<T> wu = wi;
     wu.use = 1;
-    gb_stream<T>(wi, wu, lane, ring, bars);
+    gb_stream<T, BULK == 2>(wi, wu, lane, ring, bars);
   } else {
     for (; u < u1; u++) {
       /* column pair by column pair over the tokens: tokens on the same
@@ -493,14 +493,16 @@ template <class T> static cudaError_t gv_prep(int *occ1, int *occ2) {
   if ((e = gv_attr(gemv1_kernel<T, 0>)) != cudaSuccess ||
       (e = gv_attr(gemv1_kernel<T, 1>)) != cudaSuccess ||
       (e = gv_attr(gemv1_kernel<T, 2>)) != cudaSuccess ||
-      (e = gv_attr(gemv2_kernel<T, false>)) != cudaSuccess ||
-      (e = gv_attr(gemv2_kernel<T, true>)) != cudaSuccess)
+      (e = gv_attr(gemv1_kernel<T, 3>)) != cudaSuccess ||
+      (e = gv_attr(gemv2_kernel<T, 0>)) != cudaSuccess ||
+      (e = gv_attr(gemv2_kernel<T, 1>)) != cudaSuccess ||
+      (e = gv_attr(gemv2_kernel<T, 2>)) != cudaSuccess)
     return e;
   e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ1, gemv1_kernel<T, 0>,
                                                     GV_THREADS, sm);
   if (e != cudaSuccess) return e;
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      occ2, gemv2_kernel<T, false>, GV_THREADS, sm);
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ2, gemv2_kernel<T, 0>,
+                                                       GV_THREADS, sm);
 }
 
 extern "C" cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2) {
@@ -531,15 +533,18 @@ static cudaError_t gv_launch(const mma_gemv_args *a, const mma_route_args *r,
   cudaError_t e;
   if (a->mma1)
     e = launch_kernel(gemv1_kernel<T, 1>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
+  else if (a->bulk == 2)
+    e = launch_kernel(gemv1_kernel<T, 3>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
   else if (a->bulk)
     e = launch_kernel(gemv1_kernel<T, 2>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
   else
     e = launch_kernel(gemv1_kernel<T, 0>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
   if (e != cudaSuccess) return e;
-  return a->bulk ? launch_kernel(gemv2_kernel<T, true>, dim3(g2), b, sm2, s,
-                                 a->pdl, *a)
-                 : launch_kernel(gemv2_kernel<T, false>, dim3(g2), b, sm2, s,
-                                 a->pdl, *a);
+  if (a->bulk == 2)
+    return launch_kernel(gemv2_kernel<T, 2>, dim3(g2), b, sm2, s, a->pdl, *a);
+  if (a->bulk)
+    return launch_kernel(gemv2_kernel<T, 1>, dim3(g2), b, sm2, s, a->pdl, *a);
+  return launch_kernel(gemv2_kernel<T, 0>, dim3(g2), b, sm2, s, a->pdl, *a);
 }
 
 extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,

@@ -13,7 +13,8 @@
  * lanes walk the same sequence (a walk is a small state machine, run once
  * by lane 0 ahead for the copies and once by every lane for the sums), so
  * nothing about the sequence is stored. A slot is refilled by the warp
- * that read it, after a __syncwarp: no empty barrier.
+ * that read it, after a __syncwarp: no empty barrier. MOE_MMA_GEMV_BULK=2
+ * copies the vectors by cp.async instead (gb_issue).
  */
 #ifndef GV_SEG
 #define GV_SEG (GV_U * 32) /* 16-byte chunks per stream and slot */
@@ -70,18 +71,33 @@ __device__ __forceinline__ void gb_copy(uint32_t dst, const void *src,
 #endif
 }
 
-/* Lane 0: segment s into slot st (barrier bar). */
+/* Segment s into slot st (barrier bar): lane 0 issues the bulk copies of
+ * the two weight rows, and of the vector too unless VCA; with VCA every
+ * lane copies its own vector chunks (c = lane + 32 i, the ones it reads)
+ * by cp.async through L1, which the SM's warps share: the vectors (x, h)
+ * are read by every warp of the grid, and bulk copies all go to L2. */
+template <bool VCA>
 __device__ __forceinline__ void gb_issue(const gb_seg &s, uint32_t st,
-                                         uint32_t bar) {
+                                         uint32_t bar, int lane) {
 #ifdef GV_BULK_DEVICE
   const uint32_t b = (uint32_t)s.n * 16u;
-  asm volatile(
-      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-      "r"(3u * b)
-      : "memory");
-  gb_copy(st, s.pa, b, bar);
-  gb_copy(st + GV_SEG * 16, s.pb, b, bar);
-  gb_copy(st + 2 * GV_SEG * 16, s.pv, b, bar);
+  if (lane == 0) {
+    asm volatile(
+        "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+        "r"((VCA ? 2u : 3u) * b)
+        : "memory");
+    gb_copy(st, s.pa, b, bar);
+    gb_copy(st + GV_SEG * 16, s.pb, b, bar);
+    if (!VCA) gb_copy(st + 2 * GV_SEG * 16, s.pv, b, bar);
+  }
+  if (VCA) {
+#pragma unroll
+    for (int i = 0; i < GV_SEG / 32; i++) {
+      const int c = lane + 32 * i;
+      if (c < s.n)
+        gv_cp_async_ca(st + (2 * GV_SEG + c) * 16, s.pv + c * 16, 16);
+    }
+  }
 #endif
 }
 
@@ -98,8 +114,11 @@ __device__ __forceinline__ void gb_wait(uint32_t bar, uint32_t parity) {
 /* The warp's walk, through GV_S slots of ring (barriers at bars): per
  * segment, sa += w <A, v>, sb += w <B, v> over its chunks; at a unit's
  * end, wk.finish(sa, sb, lane) and the sums restart from zero. wi and wu
- * are two copies of the same walk (issue and use). */
-template <class T, class Walk>
+ * are two copies of the same walk (issue and use); wi runs in lane 0, or
+ * in every lane with VCA (each lane copies its vector chunks). With VCA
+ * each slot's vector chunks are one cp.async group a lane, so that
+ * wait_group GV_S - 1 finds the oldest slot's. */
+template <class T, bool VCA, class Walk>
 __device__ __forceinline__ void gb_stream(Walk &wi, Walk &wu, int lane,
                                           uint32_t ring, uint32_t bars) {
   gb_seg s;
@@ -109,14 +128,18 @@ __device__ __forceinline__ void gb_stream(Walk &wi, Walk &wu, int lane,
     gb_fence();
   }
   __syncwarp();
-  if (lane == 0)
-    for (int p = 0; p < GV_S && wi.next(s); p++)
-      gb_issue(s, ring + p * GV_SLOT_BYTES, bars + 8 * p);
+  const bool issuer = VCA || lane == 0;
+  for (int p = 0; p < GV_S; p++) {
+    if (issuer && wi.next(s))
+      gb_issue<VCA>(s, ring + p * GV_SLOT_BYTES, bars + 8 * p, lane);
+    if (VCA) cp_async_commit();
+  }
   float sa = 0.0f, sb = 0.0f;
   int slot = 0;
   uint32_t par = 0;
   while (wu.next(s)) {
     const uint32_t st = ring + slot * GV_SLOT_BYTES;
+    if (VCA) cp_async_wait<GV_S - 1>();
     gb_wait(bars + 8 * slot, par);
 #pragma unroll
     for (int i = 0; i < GV_SEG / 32; i++) {
@@ -131,7 +154,8 @@ __device__ __forceinline__ void gb_stream(Walk &wi, Walk &wu, int lane,
     }
     __syncwarp();
     gb_seg n;
-    if (lane == 0 && wi.next(n)) gb_issue(n, st, bars + 8 * slot);
+    if (issuer && wi.next(n)) gb_issue<VCA>(n, st, bars + 8 * slot, lane);
+    if (VCA) cp_async_commit();
     if (s.end) {
       wu.finish(sa, sb, lane);
       sa = sb = 0.0f;

@@ -255,6 +255,8 @@ static void test_paths_forced(void **state) {
   /* by bulk copies where the device has them (sm_90+), else as [gemv] */
   setenv("MOE_MMA_GEMV_BULK", "1", 1);
   gemv_cases("[gemv, bulk]");
+  setenv("MOE_MMA_GEMV_BULK", "2", 1); /* the vectors by cp.async */
+  gemv_cases("[gemv, bulk 2]");
   unsetenv("MOE_MMA_GEMV_BULK");
 }
 

@@ -106,7 +106,6 @@ typedef struct mma_impl {
   moe_shape s;
   int sms;
   int pdl;  /* programmatic dependent launch between the forward's kernels */
-  int sm;   /* the device's compute capability, major * 10 + minor */
   int band; /* tile walk band (MMA_BAND) */
   int t16, t64; /* mean rows per expert served by the 16- and 64-row tiles */
   const void *w13, *w2, *sw13, *sw2;
@@ -170,10 +169,6 @@ static cudaError_t gemv_init(mma_impl *L, const moe_shape *s,
   g->ldh_sh = L->Isp;
   g->pdl = L->pdl;
   g->mma1 = env_num("MOE_MMA_GEMV_MMA", 0.0) != 0.0;
-  /* bulk copies need sm_90 SASS (not an older arch's PTX) */
-  const double bk = env_num("MOE_MMA_GEMV_BULK", 0.0);
-  g->bulk =
-      L->sm >= 90 && moe_cuda_sass_for(L->sm) ? (bk >= 2.0 ? 2 : bk > 0.0) : 0;
   return cudaSuccess;
 }
 
@@ -220,7 +215,6 @@ static moe_status mma_create(const moe_backend_env *env, const moe_shape *s,
     CKL(cudaDeviceGetAttribute(&mnr, cudaDevAttrComputeCapabilityMinor, dev),
         "cudaDeviceGetAttribute");
     const int sm = maj * 10 + mnr;
-    L->sm = sm;
     /* Off unless MOE_CUDA_PDL=1: measured on an H200 (bench/NOTES.md), the
      * early launch gained nothing here and cost ~3 us at M = 1. */
     const char *e = getenv("MOE_CUDA_PDL");

@@ -40,8 +40,6 @@
 /* A stage: row a, row b and the vector, GV_U x 32 chunks each. */
 #define GV_STAGE_BYTES (3 * GV_U * 32 * 16)
 #define GV_RING_BYTES (GV_WARPS * GV_S * GV_STAGE_BYTES) /* 48 KB */
-/* the bulk path's barriers (gemv_bulk.cuh), one per warp and slot */
-#define GV_BAR_BYTES (GV_WARPS * GV_S * 8)
 #define GV_SMEM_MAX MMA_MAX_SMEM /* ring + pair tables (sm_120: 99 KB) */
 
 /* 16-byte async copy through L1 (the vector chunks: x or h, shared by a
@@ -295,12 +293,8 @@ gv1_run(const mma_gemv_args &a, const gv1_tables &tb, int Ur, int upp, int u0,
   }
 }
 
-#include "gemv_bulk.cuh"
-
-/* MODE 0: FFMA units through the cp.async ring; 1: the GEMM on tensor
- * cores (gemv_mma.cuh); 2, 3: FFMA units through bulk copies (gemv_bulk.cuh,
- * sm_90 and later). */
-template <class T, int MODE>
+/* MMA: the GEMM on tensor cores (gemv_mma.cuh), else FFMA units. */
+template <class T, bool MMA>
 __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gemv1_kernel(const mma_gemv_args a, const mma_route_args r) {
   extern __shared__ uint4 s_dyn4[];
@@ -309,7 +303,7 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const int P = a.M * a.k;
   /* The ring, then the pair table; the routing scratch aliases the ring. */
   const uint32_t ring = smem_u32(s_dyn4) + warp * GV_S * GV_STAGE_BYTES;
-  int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES + GV_BAR_BYTES);
+  int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES);
   float *s_w = (float *)(s_e + P);
   if (r.logits) {
     float *key = (float *)s_dyn4 + warp * (2 * r.E + r.k);
@@ -364,10 +358,9 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     s_gb[i] = b;
     s_gn[i] = f + 1 - b;
   }
-  if (MODE >= 2) gb_proxy_fence(); /* the routing scratch, then bulk copies */
   __syncthreads();
 
-  if (MODE == 1) {
+  if (MMA) {
     int32_t *sgb = s_gn + P, *sgn = sgb + P;
     const int nsg = gvm_subgroups(s_gb, s_gn, V, sgb, sgn);
     gvm_phase<T>(a, s_e, s_sorted, sgb, sgn, nsg, lane, ring);
@@ -379,17 +372,10 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const int Ur = V * upp;
   long long u0, u1;
   gv_range(Ur + (long long)a.M * ups, &u0, &u1);
-  if (MODE >= 2) {
-    const uint32_t bars = smem_u32(s_dyn4) + GV_RING_BYTES + warp * GV_S * 8;
-    gb_walk1<T> wi = {a, tb, Ur, upp, (int)u0, (int)u1, 0, {}};
-    gb_walk1<T> wu = wi;
-    gb_stream<T, MODE == 3>(wi, wu, lane, ring, bars);
-    return;
-  }
   gv1_run<T>(a, tb, Ur, upp, (int)u0, (int)(u1 - u0), lane, ring);
 }
 
-template <class T, int BULK>
+template <class T>
 __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
     gemv2_kernel(const mma_gemv_args a) {
   extern __shared__ uint4 s_dyn4[];
@@ -397,7 +383,7 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int P = a.M * a.k, k = a.k;
   const uint32_t ring = smem_u32(s_dyn4) + warp * GV_S * GV_STAGE_BYTES;
-  int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES + GV_BAR_BYTES);
+  int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES);
   float *s_w = (float *)(s_e + P);
   int32_t *s_q = (int32_t *)(s_w + P); /* [M][k] local slots' pairs */
   int32_t *s_nv = s_q + P;             /* [M] their count */
@@ -417,47 +403,39 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const int H = a.H, I = a.I, nch = I / 8, hp = H / 2;
   long long u, u1;
   gv_range((long long)a.M * hp, &u, &u1);
-  if (BULK) {
-    const uint32_t bars = smem_u32(s_dyn4) + GV_RING_BYTES + warp * GV_S * 8;
-    gb_walk2<T> wi = {a, s_e, s_q, s_nv, s_w, u, u1, 0, 0, 0, 0, 0, 0};
-    gb_walk2<T> wu = wi;
-    wu.use = 1;
-    gb_stream<T, BULK == 2>(wi, wu, lane, ring, bars);
-  } else {
-    for (; u < u1; u++) {
-      /* column pair by column pair over the tokens: tokens on the same
-       * expert read its rows back to back (repeats from L2) */
-      const int cp = (int)(u / a.M), t = (int)(u - (long long)cp * a.M);
-      const int c = 2 * cp;
-      const int nv = s_nv[t];
-      const int32_t *sq = s_q + t * k;
-      float sa = 0.0f, sb = 0.0f;
-      if (nv > 0) {
-        const gv_slots_src<T> src = {
-            (const T *)a.w2,  (const T *)a.h,   sq,  s_e, s_w, a.ldh,
-            (long long)H * I, (long long)c * I, nch, I};
-        gv_stream2<T>(src, nv * nch, lane, ring, sa, sb);
-      }
-      for (int j = lane; a.b2 && j < nv; j += 32) {
-        const int q = sq[j];
-        const float *b = a.b2 + (long long)s_e[q] * H + c;
-        sa = fmaf(s_w[q], b[0], sa);
-        sb = fmaf(s_w[q], b[1], sb);
-      }
-      if (a.Is) {
-        const T *W = (const T *)a.sw2 + (long long)c * a.Is;
-        const gv_rows_src src = {
-            (const uint4 *)W, (const uint4 *)(W + a.Is),
-            (const uint4 *)((const T *)a.h_sh + (long long)t * a.ldh_sh)};
-        gv_stream2<T>(src, a.Is / 8, lane, ring, sa, sb);
-      }
-      sa = gv_warp_sum(sa);
-      sb = gv_warp_sum(sb);
-      if (lane == 0) {
-        T *o = (T *)a.out + (long long)t * H + c;
-        o[0] = from_f32<T>(sa);
-        o[1] = from_f32<T>(sb);
-      }
+  for (; u < u1; u++) {
+    /* column pair by column pair over the tokens: tokens on the same
+     * expert read its rows back to back (repeats from L2) */
+    const int cp = (int)(u / a.M), t = (int)(u - (long long)cp * a.M);
+    const int c = 2 * cp;
+    const int nv = s_nv[t];
+    const int32_t *sq = s_q + t * k;
+    float sa = 0.0f, sb = 0.0f;
+    if (nv > 0) {
+      const gv_slots_src<T> src = {
+          (const T *)a.w2,  (const T *)a.h,   sq,  s_e, s_w, a.ldh,
+          (long long)H * I, (long long)c * I, nch, I};
+      gv_stream2<T>(src, nv * nch, lane, ring, sa, sb);
+    }
+    for (int j = lane; a.b2 && j < nv; j += 32) {
+      const int q = sq[j];
+      const float *b = a.b2 + (long long)s_e[q] * H + c;
+      sa = fmaf(s_w[q], b[0], sa);
+      sb = fmaf(s_w[q], b[1], sb);
+    }
+    if (a.Is) {
+      const T *W = (const T *)a.sw2 + (long long)c * a.Is;
+      const gv_rows_src src = {
+          (const uint4 *)W, (const uint4 *)(W + a.Is),
+          (const uint4 *)((const T *)a.h_sh + (long long)t * a.ldh_sh)};
+      gv_stream2<T>(src, a.Is / 8, lane, ring, sa, sb);
+    }
+    sa = gv_warp_sum(sa);
+    sb = gv_warp_sum(sb);
+    if (lane == 0) {
+      T *o = (T *)a.out + (long long)t * H + c;
+      o[0] = from_f32<T>(sa);
+      o[1] = from_f32<T>(sb);
     }
   }
 }
@@ -475,46 +453,42 @@ extern "C" int mma_gemv_instances(const mma_inst **tab) {
 extern "C" size_t mma_gemv_smem(int M, int k, int E) {
   const int rw = M < GV_WARPS ? M : GV_WARPS;
   const size_t route = (size_t)rw * (2 * E + k) * sizeof(float);
-  const size_t bytes =
-      GV_RING_BYTES + GV_BAR_BYTES + ((size_t)7 * M * k + M) * 4;
+  const size_t bytes = GV_RING_BYTES + ((size_t)7 * M * k + M) * 4;
   return route <= GV_RING_BYTES && bytes <= GV_SMEM_MAX ? bytes : 0;
 }
 
-template <class K> static cudaError_t gv_attr(K *k) {
-  return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              GV_SMEM_MAX);
-}
-
-/* The shared-memory opt-in of every gemv kernel; the occupancy is that of
- * the ring, its barriers and 4 KB of tables. */
-template <class T> static cudaError_t gv_prep(int *occ1, int *occ2) {
-  const int sm = GV_RING_BYTES + GV_BAR_BYTES + 4096;
-  cudaError_t e;
-  if ((e = gv_attr(gemv1_kernel<T, 0>)) != cudaSuccess ||
-      (e = gv_attr(gemv1_kernel<T, 1>)) != cudaSuccess ||
-      (e = gv_attr(gemv1_kernel<T, 2>)) != cudaSuccess ||
-      (e = gv_attr(gemv1_kernel<T, 3>)) != cudaSuccess ||
-      (e = gv_attr(gemv2_kernel<T, 0>)) != cudaSuccess ||
-      (e = gv_attr(gemv2_kernel<T, 1>)) != cudaSuccess ||
-      (e = gv_attr(gemv2_kernel<T, 2>)) != cudaSuccess)
-    return e;
-  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ1, gemv1_kernel<T, 0>,
-                                                    GV_THREADS, sm);
-  if (e != cudaSuccess) return e;
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ2, gemv2_kernel<T, 0>,
-                                                       GV_THREADS, sm);
-}
-
+/* The shared-memory opt-in of both kernels; the occupancy is that of the
+ * ring and 4 KB of tables. */
 extern "C" cudaError_t mma_gemv_prepare(moe_dtype dt, int *occ1, int *occ2) {
+  cudaError_t e = cudaErrorInvalidValue;
   *occ1 = *occ2 = 0;
+  const int sm = GV_RING_BYTES + 4096;
 #define GV_PREP(T, DT)                                                         \
   case DT:                                                                     \
-    return gv_prep<T>(occ1, occ2);
+    e = cudaFuncSetAttribute(gemv1_kernel<T, false>,                           \
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,      \
+                             GV_SMEM_MAX);                                     \
+    if (e == cudaSuccess)                                                      \
+      e = cudaFuncSetAttribute(gemv1_kernel<T, true>,                          \
+                               cudaFuncAttributeMaxDynamicSharedMemorySize,    \
+                               GV_SMEM_MAX);                                   \
+    if (e == cudaSuccess)                                                      \
+      e = cudaFuncSetAttribute(gemv2_kernel<T>,                                \
+                               cudaFuncAttributeMaxDynamicSharedMemorySize,    \
+                               GV_SMEM_MAX);                                   \
+    if (e == cudaSuccess)                                                      \
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(                       \
+          occ1, gemv1_kernel<T, false>, GV_THREADS, sm);                       \
+    if (e == cudaSuccess)                                                      \
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ2, gemv2_kernel<T>, \
+                                                        GV_THREADS, sm);       \
+    break;
   switch (dt) {
     MMA_DTYPES(GV_PREP)
   default:
-    return cudaErrorInvalidValue;
+    break;
   }
+  return e;
 }
 
 /* CTAs for U units: at most ctas, at least one unit per warp. */
@@ -522,29 +496,6 @@ static unsigned gv_grid(long long U, long long ctas) {
   long long g = (U + GV_WARPS - 1) / GV_WARPS;
   if (g > ctas) g = ctas;
   return g < 1 ? 1u : (unsigned)g;
-}
-
-/* gemv1 in the arguments' mode, then gemv2 */
-template <class T>
-static cudaError_t gv_launch(const mma_gemv_args *a, const mma_route_args *r,
-                             unsigned g1, unsigned g2, size_t sm1, size_t sm2,
-                             cudaStream_t s) {
-  const dim3 b(GV_THREADS);
-  cudaError_t e;
-  if (a->mma1)
-    e = launch_kernel(gemv1_kernel<T, 1>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
-  else if (a->bulk == 2)
-    e = launch_kernel(gemv1_kernel<T, 3>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
-  else if (a->bulk)
-    e = launch_kernel(gemv1_kernel<T, 2>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
-  else
-    e = launch_kernel(gemv1_kernel<T, 0>, dim3(g1), b, sm1, s, a->pdl, *a, *r);
-  if (e != cudaSuccess) return e;
-  if (a->bulk == 2)
-    return launch_kernel(gemv2_kernel<T, 2>, dim3(g2), b, sm2, s, a->pdl, *a);
-  if (a->bulk)
-    return launch_kernel(gemv2_kernel<T, 1>, dim3(g2), b, sm2, s, a->pdl, *a);
-  return launch_kernel(gemv2_kernel<T, 0>, dim3(g2), b, sm2, s, a->pdl, *a);
 }
 
 extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
@@ -562,15 +513,24 @@ extern "C" cudaError_t mma_launch_gemv(moe_dtype dt, const mma_gemv_args *a,
               : gv_grid((long long)a->M * a->k * upp + (long long)a->M * ups,
                         ctas1);
   const unsigned g2 = gv_grid((long long)a->M * (a->H / 2), ctas2);
-  const size_t sm1 = GV_RING_BYTES + GV_BAR_BYTES + (size_t)7 * a->M * a->k * 4;
+  const size_t sm1 = GV_RING_BYTES + (size_t)7 * a->M * a->k * 4;
   const size_t sm2 = mma_gemv_smem(a->M, a->k, a->E);
   if (!sm2) return cudaErrorInvalidValue;
+  cudaError_t e = cudaErrorInvalidValue;
 #define GV_CASE(T, DT)                                                         \
   case DT:                                                                     \
-    return gv_launch<T>(a, r, g1, g2, sm1, sm2, s);
+    e = a->mma1 ? launch_kernel(gemv1_kernel<T, true>, dim3(g1),               \
+                                dim3(GV_THREADS), sm1, s, a->pdl, *a, *r)      \
+                : launch_kernel(gemv1_kernel<T, false>, dim3(g1),              \
+                                dim3(GV_THREADS), sm1, s, a->pdl, *a, *r);     \
+    if (e == cudaSuccess)                                                      \
+      e = launch_kernel(gemv2_kernel<T>, dim3(g2), dim3(GV_THREADS), sm2, s,   \
+                        a->pdl, *a);                                           \
+    break;
   switch (dt) {
     MMA_DTYPES(GV_CASE)
   default:
-    return cudaErrorInvalidValue;
+    break;
   }
+  return e;
 }

@@ -274,8 +274,6 @@ typedef struct mma_gemv_args {
   void *out;             /* [M][H] */
   int pdl;
   int mma1; /* gemv1's GEMM on tensor cores (gemv_mma.cuh), else FFMA */
-  int bulk; /* the weights by bulk copies (gemv_bulk.cuh; sm_90+ SASS): 1,
-             * the vectors too; 2, the vectors by cp.async */
 } mma_gemv_args;
 /* The layer's constant arguments (shape, weights, activation, map); the
  * caller then sets the buffers (pe .. ldh_sh) and pdl. */

@@ -201,8 +201,7 @@ static void gemv_cases(const char *tag) {
 /* The tile path where gemv would serve by default (M = 1, 4); the decode
  * kernel at every M it can hold (many rows per expert: an expert spans
  * several 8-row tiles; tokens with no local expert); the gemv cases, with
- * gemv1's GEMM as FFMA units (the default), on tensor cores, and with
- * the weights by bulk copies. */
+ * gemv1's GEMM as FFMA units (the default) and on tensor cores. */
 static void test_paths_forced(void **state) {
   (void)state;
   NEED_GPU();
@@ -252,12 +251,6 @@ static void test_paths_forced(void **state) {
   setenv("MOE_MMA_GEMV_MMA", "1", 1);
   gemv_cases("[gemv, mma]");
   unsetenv("MOE_MMA_GEMV_MMA");
-  /* by bulk copies where the device has them (sm_90+), else as [gemv] */
-  setenv("MOE_MMA_GEMV_BULK", "1", 1);
-  gemv_cases("[gemv, bulk]");
-  setenv("MOE_MMA_GEMV_BULK", "2", 1); /* the vectors by cp.async */
-  gemv_cases("[gemv, bulk 2]");
-  unsetenv("MOE_MMA_GEMV_BULK");
 }
 
 /* Capture one forward of M tokens in a CUDA graph; replay == direct run,
@@ -326,15 +319,11 @@ static void graph_case(int M) {
   gpu_free_host(&h);
 }
 
-/* The gemv path (5 tokens; also with its weights by bulk copies) and the
- * tile path (40). */
+/* The gemv path (5 tokens) and the tile path (40). */
 static void test_graph(void **state) {
   (void)state;
   NEED_GPU();
   graph_case(5);
-  setenv("MOE_MMA_GEMV_BULK", "1", 1);
-  graph_case(5);
-  unsetenv("MOE_MMA_GEMV_BULK");
   graph_case(40);
 }
 

@@ -75,6 +75,17 @@ __device__ __forceinline__ void epi_gemm1_direct(const sm90_gemm_args &a,
     if (ac.gated && P.halves) {
       /* columns 0-127: gate j0 + c, columns 128-255: up j0 + c */
       const int I = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
+      if (!b && even && j0 + SM90_BN / 2 <= I) {
+        /* the common tile: no bias, every j inside I, no tests */
+        T *oj = o + j0 + 2 * (l & 3);
+#pragma unroll
+        for (int g = 0; g < 16; g++)
+          store2(
+              oj + 8 * g,
+              act_apply(ac, d[g * 4 + h * 2], d[(g + 16) * 4 + h * 2]),
+              act_apply(ac, d[g * 4 + h * 2 + 1], d[(g + 16) * 4 + h * 2 + 1]));
+        continue;
+      }
 #pragma unroll
       for (int g = 0; g < 16; g++) {
         const int j = j0 + 8 * g + 2 * (l & 3);
@@ -105,6 +116,13 @@ __device__ __forceinline__ void epi_gemm1_direct(const sm90_gemm_args &a,
         float up = d[g * 4 + h * 2 + 1] + (b ? b[2 * j + 1] : 0.0f);
         o[j] = from_f32<T>(act_apply(ac, gt, up));
       }
+    } else if (!b && even && tl.nt * SM90_BN + SM90_BN <= P.N) {
+      /* plain rows, the common tile: no bias, every column inside N */
+      T *oc = o + tl.nt * SM90_BN + 2 * (l & 3);
+#pragma unroll
+      for (int g = 0; g < 32; g++)
+        store2(oc + 8 * g, act_apply(ac, d[g * 4 + h * 2], 0.0f),
+               act_apply(ac, d[g * 4 + h * 2 + 1], 0.0f));
     } else {
 #pragma unroll
       for (int g = 0; g < 32; g++) {

@@ -96,7 +96,7 @@ static_assert(MMA_DEC_SPLIT_MAX <= MMA_SPLIT_MAX, "decode Y planes fit Yx");
 /* The tile of a call, by the mean rows per active expert: 16 rows up to
  * MMA_TILE16_ROWS, 64 up to MMA_TILE64_ROWS, 128 above (bench/NOTES.md);
  * MOE_MMA_TILE16_ROWS and MOE_MMA_TILE64_ROWS override them at creation. */
-#define MMA_TILE16_ROWS 16
+#define MMA_TILE16_ROWS 10
 #define MMA_TILE64_ROWS 96
 #define MMA_SPLIT_ROWS 128           /* GEMM1 split-K: rows of f32 partials */
 #define MMA_SPLIT2_ROWS 1024         /* GEMM2 split-K: rows of Y planes */

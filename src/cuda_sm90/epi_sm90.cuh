@@ -75,6 +75,17 @@ __device__ __forceinline__ void epi_gemm1_direct(const sm90_gemm_args &a,
     if (ac.gated && P.halves) {
       /* columns 0-127: gate j0 + c, columns 128-255: up j0 + c */
       const int I = P.N >> 1, j0 = tl.nt * (SM90_BN / 2);
+      if (!b && even && j0 + SM90_BN / 2 <= I) {
+        /* the common tile: no bias, every j inside I, no tests */
+        T *oj = o + j0 + 2 * (l & 3);
+#pragma unroll
+        for (int g = 0; g < 16; g++)
+          store2(
+              oj + 8 * g,
+              act_apply(ac, d[g * 4 + h * 2], d[(g + 16) * 4 + h * 2]),
+              act_apply(ac, d[g * 4 + h * 2 + 1], d[(g + 16) * 4 + h * 2 + 1]));
+        continue;
+      }
 #pragma unroll
       for (int g = 0; g < 16; g++) {
         const int j = j0 + 8 * g + 2 * (l & 3);
@@ -105,6 +116,13 @@ __device__ __forceinline__ void epi_gemm1_direct(const sm90_gemm_args &a,
         float up = d[g * 4 + h * 2 + 1] + (b ? b[2 * j + 1] : 0.0f);
         o[j] = from_f32<T>(act_apply(ac, gt, up));
       }
+    } else if (!b && even && tl.nt * SM90_BN + SM90_BN <= P.N) {
+      /* plain rows, the common tile: no bias, every column inside N */
+      T *oc = o + tl.nt * SM90_BN + 2 * (l & 3);
+#pragma unroll
+      for (int g = 0; g < 32; g++)
+        store2(oc + 8 * g, act_apply(ac, d[g * 4 + h * 2], 0.0f),
+               act_apply(ac, d[g * 4 + h * 2 + 1], 0.0f));
     } else {
 #pragma unroll
       for (int g = 0; g < 32; g++) {
@@ -129,26 +147,72 @@ __device__ __forceinline__ void epi_gemm1_direct(const sm90_gemm_args &a,
   }
 }
 
-/* GEMM2 epilogue: bias, routing weight, the row's pair of Y (f32, or T
- * when args.y_t). */
-template <class T>
-__device__ __forceinline__ void epi_gemm2_direct(const sm90_gemm_args &a,
-                                                 const sm90_tile &tl,
-                                                 const float (&d)[128], int c) {
+/* A thread's two rows of a GEMM2 tile: each one's Y row (-1: past the
+ * tile's end) and routing weight, read while the tile's MMAs run instead
+ * of after them: the rows when the tile starts (epi2_rows_y), the weights,
+ * which depend on them, once the first K step's MMAs are issued
+ * (epi2_rows_w). */
+struct sm90_rows2 {
+  int y[2];
+  float rw[2];
+};
+
+__device__ __forceinline__ void epi2_rows_y(const sm90_gemm_args &a,
+                                            const sm90_tile &tl, int c,
+                                            sm90_rows2 &r) {
   const sm90_problem &P = a.p[tl.pi];
   const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
-  const int even = (P.ldo & 1) == 0;
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int row = tl.row0 + c * 64 + w * 16 + (l >> 2) + 8 * h;
-    if (row >= tl.row_end) continue;
-    const int y = P.out_rows ? __ldg(P.out_rows + row) : row;
-    const float rw = P.row_w ? __ldg(P.row_w + y) : 1.0f;
+    r.y[h] = row >= tl.row_end ? -1
+             : P.out_rows      ? __ldg(P.out_rows + row)
+                               : row;
+  }
+}
+
+__device__ __forceinline__ void
+epi2_rows_w(const sm90_gemm_args &a, const sm90_tile &tl, sm90_rows2 &r) {
+  const sm90_problem &P = a.p[tl.pi];
+#pragma unroll
+  for (int h = 0; h < 2; h++)
+    r.rw[h] = P.row_w && r.y[h] >= 0 ? __ldg(P.row_w + r.y[h]) : 1.0f;
+}
+
+/* GEMM2 epilogue: bias, routing weight, the row's pair of Y (f32, or T
+ * when args.y_t); rr from epi2_rows_y and epi2_rows_w. */
+template <class T>
+__device__ __forceinline__ void
+epi_gemm2_direct(const sm90_gemm_args &a, const sm90_tile &tl,
+                 const float (&d)[128], const sm90_rows2 &rr) {
+  const sm90_problem &P = a.p[tl.pi];
+  const int l = threadIdx.x & 31;
+  const float *b = P.bias ? P.bias + tl.e * P.bias_stride : nullptr;
+  const int even = (P.ldo & 1) == 0;
+  const int c0 = tl.nt * SM90_BN + 2 * (l & 3);
+  if (a.y_t && even && !b && tl.nt * SM90_BN + SM90_BN <= P.N) {
+    /* the common tile (rows of T, no bias, all 256 columns inside N): no
+     * per-column tests, two values a store */
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      if (rr.y[h] < 0) continue;
+      T *o = (T *)P.out + (long long)rr.y[h] * P.ldo + c0;
+      const float rw = rr.rw[h];
+#pragma unroll
+      for (int g = 0; g < 32; g++)
+        store2(o + 8 * g, rw * d[g * 4 + h * 2], rw * d[g * 4 + h * 2 + 1]);
+    }
+    return;
+  }
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int y = rr.y[h];
+    if (y < 0) continue;
+    const float rw = rr.rw[h];
     const long long o0 = (long long)y * P.ldo;
 #pragma unroll
     for (int g = 0; g < 32; g++) {
-      const int col = tl.nt * SM90_BN + 8 * g + 2 * (l & 3);
+      const int col = c0 + 8 * g;
       if (col >= P.N) continue;
       const float v0 = rw * (d[g * 4 + h * 2] + (b ? b[col] : 0.0f));
       const bool two = col + 1 < P.N;
@@ -438,7 +502,7 @@ epi_gemm1(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
 template <class T>
 __device__ __forceinline__ void
 epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
-          int c, unsigned char *stg) {
+          int c, unsigned char *stg, const sm90_rows2 &rr) {
 #if (defined(SM90_BULK_EPI) && SM90_BULK_EPI != 2) ||                          \
     (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2)
   if (a.y_t) {
@@ -446,7 +510,7 @@ epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
     return;
   }
 #endif
-  epi_gemm2_direct<T>(a, tl, d, c);
+  epi_gemm2_direct<T>(a, tl, d, rr);
 }
 #endif /* SM90_DEVICE */
 #endif

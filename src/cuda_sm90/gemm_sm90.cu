@@ -166,6 +166,10 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         }
         continue;
       }
+      /* GEMM2: this thread's Y rows (and below, their routing weights),
+       * loaded under the MMAs */
+      sm90_rows2 rr = {{-1, -1}, {1.0f, 1.0f}};
+      if (EPI == 2) epi2_rows_y(args, tl, c, rr);
       int prev = -1; /* the stage whose wgmma group may still be running */
       for (int kt = 0; kt < nk; kt++) {
         mbar_wait(full + 8 * s, ph);
@@ -180,6 +184,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
           wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
 #endif
         wgmma_commit();
+        if (EPI == 2 && kt == 0) epi2_rows_w(args, tl, rr);
         /* Keep this K step's group in flight; the one before it is done
          * now, so its stage goes back to the producer. */
         wgmma_wait<1>();
@@ -196,7 +201,7 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       if (EPI == 1)
         epi_gemm1<T, ACT>(args, tl, d, c, stg);
       else
-        epi_gemm2<T>(args, tl, d, c, stg);
+        epi_gemm2<T>(args, tl, d, c, stg, rr);
     }
 #ifdef SM90_BULK_EPI
     /* the bulk copies out of the staging tile finish before the CTA (and

@@ -212,35 +212,66 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
 #endif
 }
 
-/* ---- the gather: one block per row, 16-byte copies when aligned ---- */
-__global__ void sm90_gather_kernel(const sm90_gather_args g) {
-  const int r = blockIdx.x;
-  const unsigned short *src;
-  unsigned short *dst;
-  if (r < g.max_rows) {
-    if (r >= __ldg(g.n_rows)) return;
-    const long long t = __ldg(g.sorted_tok + r);
-    src = (const unsigned short *)g.x + t * g.H;
-    dst = (unsigned short *)g.xp + (long long)r * g.H;
-  } else {
-    const long long t = r - g.max_rows;
-    src = (const unsigned short *)g.x + t * g.H;
-    dst = (unsigned short *)g.xs + t * g.H;
-  }
-  if (g.vec) {
-    for (int i = threadIdx.x; i < g.H / 8; i += blockDim.x)
-      ((uint4 *)dst)[i] = __ldg((const uint4 *)src + i);
-  } else {
-    for (int i = threadIdx.x; i < g.H; i += blockDim.x)
-      dst[i] = src[i];
+/* ---- the gather: xp[r] = x[sorted_tok[r]] for the call's routed rows
+ * (and xs = x for the shared expert). One warp a row: each lane issues all
+ * its 16-byte loads of a 256-chunk span before it stores them (4 KB a
+ * warp in flight; 64 warps a SM), warps striding over the rows. The
+ * rows in use are read on the device (offsets[E_local]); the grid is sized
+ * from the host bound. ---- */
+#define SM90_GATHER_WARPS 8
+#define SM90_GATHER_BLOCKS 4096
+#define SM90_GATHER_UNROLL 8
+__global__ void __launch_bounds__(SM90_GATHER_WARPS * 32)
+    sm90_gather_kernel(const sm90_gather_args g) {
+  const int lane = threadIdx.x & 31;
+  long long n = __ldg(g.n_rows);
+  n = n < g.max_rows ? n : g.max_rows;
+  const long long total = n + g.shared_rows;
+  const long long stride = (long long)gridDim.x * SM90_GATHER_WARPS;
+  for (long long v =
+           (long long)blockIdx.x * SM90_GATHER_WARPS + (threadIdx.x >> 5);
+       v < total; v += stride) {
+    const unsigned short *src;
+    unsigned short *dst;
+    if (v < n) {
+      src = (const unsigned short *)g.x +
+            (long long)__ldg(g.sorted_tok + v) * g.H;
+      dst = (unsigned short *)g.xp + v * g.H;
+    } else {
+      src = (const unsigned short *)g.x + (v - n) * g.H;
+      dst = (unsigned short *)g.xs + (v - n) * g.H;
+    }
+    if (!g.vec) {
+      for (int i = lane; i < g.H; i += 32)
+        dst[i] = src[i];
+      continue;
+    }
+    const uint4 *s4 = (const uint4 *)src;
+    uint4 *d4 = (uint4 *)dst;
+    const int nc = g.H >> 3;
+    for (int c0 = 0; c0 < nc; c0 += SM90_GATHER_UNROLL * 32) {
+      uint4 u[SM90_GATHER_UNROLL];
+#pragma unroll
+      for (int q = 0; q < SM90_GATHER_UNROLL; q++) {
+        const int c = c0 + q * 32 + lane;
+        u[q] = c < nc ? __ldg(s4 + c) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int q = 0; q < SM90_GATHER_UNROLL; q++) {
+        const int c = c0 + q * 32 + lane;
+        if (c < nc) d4[c] = u[q];
+      }
+    }
   }
 }
 
 extern "C" cudaError_t sm90_launch_gather(const sm90_gather_args *g,
                                           cudaStream_t s) {
-  const long long blocks = (long long)g->max_rows + g->shared_rows;
-  if (blocks <= 0) return cudaSuccess;
-  sm90_gather_kernel<<<(unsigned)blocks, 128, 0, s>>>(*g);
+  const long long rows = (long long)g->max_rows + g->shared_rows;
+  if (rows <= 0) return cudaSuccess;
+  long long blocks = (rows + SM90_GATHER_WARPS - 1) / SM90_GATHER_WARPS;
+  if (blocks > SM90_GATHER_BLOCKS) blocks = SM90_GATHER_BLOCKS;
+  sm90_gather_kernel<<<(unsigned)blocks, SM90_GATHER_WARPS * 32, 0, s>>>(*g);
   return cudaGetLastError();
 }
 

@@ -42,6 +42,7 @@ for case in a.cases.split(","):
             B.C.c_void_p(torch.cuda.current_stream().cuda_stream))
         assert st == 0, st
     torch.cuda.nvtx.range_push(case)
+    print("=== warm-up", case, flush=True)
     fwd()
     torch.cuda.synchronize()
     print("=== case", case, flush=True)

@@ -9,6 +9,9 @@
 #                 alternating order, with the arguments in AB_ARGS; then
 #                 sweep_table.py's table (fastest pass, ratios to the first)
 #   TABLE="a"     the full table (three backends and the peers) to h200.json
+#   KT="a"        bench/kernel_times.sh on that build: each kernel's time
+#                 in one call of KT_CASES (default qwen3-30b-a3b:16384),
+#                 backend KT_BACKEND (default cuda-sm90)
 #   PROF="a"      bench/profile_sass.sh on that build (carried with
 #                 -lineinfo) with PROF_RE, PROF_SKIP, PROF_CASES: where the
 #                 kernel's warps stall, per SASS instruction
@@ -83,6 +86,13 @@ for n in ${TABLE:-}; do
     >"/tmp/table_$n.log" 2>&1
   sum+="table $n rc=$?\n"
   tail -4 "/tmp/table_$n.log"
+done
+for n in ${KT:-}; do
+  OUT=$OUT timeout 500 bash bench/kernel_times.sh "$(lib "$n")/libmoe.so" \
+    "${KT_BACKEND:-cuda-sm90}" "${KT_CASES:-qwen3-30b-a3b:16384}" \
+    >"/tmp/kt_$n.log" 2>&1
+  sum+="kernel times $n rc=$?\n"
+  cat "/tmp/kt_$n.log"
 done
 for n in ${PROF:-}; do
   LIB=$(lib "$n")/libmoe.so timeout 400 bash bench/profile_sass.sh \

@@ -185,16 +185,17 @@ moe_status moe_self_check(moe_context *ctx, const moe_backend *b,
   int32_t map[SC_MAX_E];
   moe_shape t;
   tiny_shape(s, &t, map);
-  /* The calls: SC_M tokens, then, when the backend asks, enough tokens
-   * for self_check_rows rows per expert; each against the reference, with
-   * the output poisoned before it. */
-  int Ms[2] = {SC_M, 0}, nM = 1;
+  /* The calls: one token (backends keep a decode path for it), SC_M
+   * tokens, then, when the backend asks, enough tokens for
+   * self_check_rows rows per expert; each against the reference, with the
+   * output poisoned before it. */
+  int Ms[3] = {1, SC_M, 0}, nM = 2;
   if (b->self_check_rows > 0) {
     long long m = ((long long)b->self_check_rows * t.E + t.k - 1) / t.k;
     if (m > SC_MAX_M) m = SC_MAX_M;
     if (m > SC_M) {
-      Ms[1] = (int)m;
-      nM = 2;
+      Ms[2] = (int)m;
+      nM = 3;
       t.max_tokens = (int)m;
     }
   }
@@ -268,12 +269,15 @@ moe_status moe_self_check(moe_context *ctx, const moe_backend *b,
                "cpu-ref (tolerance %.0e)%s",
                M, rel, tol, bad ? ", non-finite output" : "");
       st = MOE_ERR_SELF_CHECK;
-    } else if (nM == 1) {
-      snprintf(why, n, "self-check passed (relative error %.2g)", rel);
-    } else {
+    } else if (nM == 2) {
       snprintf(why, n,
                "self-check passed at %d and %d tokens (relative error %.2g)",
                Ms[0], Ms[1], rel);
+    } else {
+      snprintf(why, n,
+               "self-check passed at %d, %d and %d tokens (relative error "
+               "%.2g)",
+               Ms[0], Ms[1], Ms[2], rel);
     }
   }
   if (own) sc_free(m, &dev);

@@ -23,7 +23,7 @@
  * gemv2 reads the pair table gemv1's block 0 stored. Sums run in a fixed
  * order with no atomics: results are bit-identical run to run.
  */
-#include "route.cuh"
+#include "gemv_pairs.cuh"
 
 #define GV_WARPS 4
 #define GV_THREADS (GV_WARPS * 32)
@@ -48,47 +48,6 @@ __device__ __forceinline__ void gv_cp_async_ca(uint32_t dst, const void *src,
                                                int src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
                "l"(src), "r"(src_bytes));
-}
-
-__device__ __forceinline__ uint4 gv_lds(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(addr));
-  return v;
-}
-
-/* <a, b> over 8 elements, fp32. */
-template <class T> __device__ __forceinline__ float gv_dot8(uint4 a, uint4 b);
-template <>
-__device__ __forceinline__ float gv_dot8<__nv_bfloat16>(uint4 a, uint4 b) {
-  const uint32_t *pa = &a.x, *pb = &b.x;
-  float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    s0 = fmaf(__uint_as_float(pa[i] << 16), __uint_as_float(pb[i] << 16), s0);
-    s1 = fmaf(__uint_as_float(pa[i] & 0xffff0000u),
-              __uint_as_float(pb[i] & 0xffff0000u), s1);
-  }
-  return s0 + s1;
-}
-template <> __device__ __forceinline__ float gv_dot8<__half>(uint4 a, uint4 b) {
-  const __half2 *pa = (const __half2 *)&a, *pb = (const __half2 *)&b;
-  float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const float2 fa = __half22float2(pa[i]), fb = __half22float2(pb[i]);
-    s0 = fmaf(fa.x, fb.x, s0);
-    s1 = fmaf(fa.y, fb.y, s1);
-  }
-  return s0 + s1;
-}
-
-__device__ __forceinline__ float gv_warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 /* Stage g of a run: chunk idx = g * 32 GV_U + lane + 32 i of each row and
@@ -183,22 +142,6 @@ template <class T> struct gv_slots_src {
     w = s_w[q];
   }
 };
-
-/* The two weight rows of GEMM1 unit r: (gate, up) of intermediate row r,
- * or plain rows 2r and 2r + 1. */
-__device__ __forceinline__ void gv_rows1(const mma_act &act, int I, int r,
-                                         int *ra, int *rb) {
-  if (!act.gated) {
-    *ra = 2 * r;
-    *rb = 2 * r + 1;
-  } else if (act.interleaved) {
-    *ra = 2 * r;
-    *rb = 2 * r + 1;
-  } else {
-    *ra = r;
-    *rb = I + r;
-  }
-}
 
 /* This warp's range [*u0, *u1) of U units. */
 __device__ __forceinline__ void gv_range(long long U, long long *u0,
@@ -305,60 +248,13 @@ __global__ void __launch_bounds__(GV_THREADS, GV_MINB)
   const uint32_t ring = smem_u32(s_dyn4) + warp * GV_S * GV_STAGE_BYTES;
   int32_t *s_e = (int32_t *)((char *)s_dyn4 + GV_RING_BYTES);
   float *s_w = (float *)(s_e + P);
-  if (r.logits) {
-    float *key = (float *)s_dyn4 + warp * (2 * r.E + r.k);
-    for (int t = warp; t < a.M; t += GV_WARPS)
-      route_token_warp_to(r, t, key, s_e + t * a.k, s_w + t * a.k);
-  } else {
-    for (int q = threadIdx.x; q < P; q += GV_THREADS) {
-      s_e[q] = a.ids_in[q];
-      s_w[q] = a.w_in[q];
-    }
-  }
-  __syncthreads();
-  for (int q = threadIdx.x; q < P; q += GV_THREADS) {
-    const int g = s_e[q];
-    int le = -1;
-    if (g >= 0 && g < a.E) le = a.emap ? a.emap[g] : g;
-    if (le >= a.E_local) le = -1;
-    s_e[q] = le;
-    if (blockIdx.x == 0) {
-      a.pe[q] = le;
-      a.pw[q] = s_w[q];
-    }
-  }
-  __syncthreads();
-  /* Local pairs sorted by expert (stable), and each one's group (the run
-   * of pairs on the same expert): units go row by row through a group, so
-   * that a warp reads an expert's row for all its pairs back to back and
-   * the repeats come from L2, not DRAM. */
+  gv_pairs_route(a, r, (float *)s_dyn4, GV_WARPS, s_e, s_w);
+  /* Units go row by row through a group, so that a warp reads an expert's
+   * row for all its pairs back to back and the repeats come from L2, not
+   * DRAM. */
   int32_t *s_sorted = (int32_t *)(s_w + P), *s_gb = s_sorted + P;
   int32_t *s_gn = s_gb + P;
-  int V = 0;
-  for (int q = 0; q < P; q++)
-    V += s_e[q] >= 0;
-  for (int q = threadIdx.x; q < P; q += GV_THREADS) {
-    const int e = s_e[q];
-    if (e < 0) continue;
-    int rank = 0;
-    for (int o = 0; o < P; o++) {
-      const int eo = s_e[o];
-      rank += eo >= 0 && (eo < e || (eo == e && o < q));
-    }
-    s_sorted[rank] = q;
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < V; i += GV_THREADS) {
-    const int e = s_e[s_sorted[i]];
-    int b = i, f = i;
-    while (b > 0 && s_e[s_sorted[b - 1]] == e)
-      b--;
-    while (f + 1 < V && s_e[s_sorted[f + 1]] == e)
-      f++;
-    s_gb[i] = b;
-    s_gn[i] = f + 1 - b;
-  }
-  __syncthreads();
+  const int V = gv_pairs_sort(s_e, P, s_sorted, s_gb, s_gn);
 
   if (MMA) {
     int32_t *sgb = s_gn + P, *sgn = sgb + P;

@@ -109,10 +109,12 @@ class Moe:
         d.routing.renormalize = p["renorm"]
         d.routing.routed_scaling_factor = p["scale"]
         d.shared_intermediate = p["Is"]
-        d.max_tokens = max_tokens
         # Variants: a backend with tuning variables set at create, to
-        # measure a path on its own (VARIANTS).
+        # measure a path on its own (VARIANTS); BENCH_MAX_TOKENS=N in a
+        # variant creates its layer for N tokens instead (larger calls are
+        # then run in chunks of N).
         base, env = VARIANTS.get(backend, (backend, {}))
+        d.max_tokens = int(env.get("BENCH_MAX_TOKENS", max_tokens))
         env_old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         d.backend = base.encode()

@@ -7,6 +7,7 @@
  * map's device copy.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
@@ -42,6 +43,14 @@ extern "C" void mma_dispatch_carve(mma_dispatch_bufs *b, char *base,
   b->tiles = (int32_t *)(base + o[8]);
   b->n_tiles = (int32_t *)(base + o[9]);
   b->counts = (int32_t *)(base + o[10]);
+  b->permute_one_block_max = MMA_PERMUTE_ONE_BLOCK_MAX;
+  const char *ov = getenv("MOE_MMA_PERMUTE_ONE_BLOCK");
+  if (ov && *ov) {
+    char *end = NULL;
+    const long v = strtol(ov, &end, 10);
+    if (end && *end == 0 && v >= 0 && v <= (1L << 30))
+      b->permute_one_block_max = (int)v;
+  }
 }
 
 extern "C" mma_act mma_act_make(const moe_shape *s) {
@@ -100,6 +109,7 @@ mma_launch_dispatch(const mma_dispatch_bufs *b, const moe_shape *s,
   pa.tiles = b->tiles;
   pa.n_tiles = b->n_tiles;
   pa.counts = b->counts;
+  pa.one_block_max = b->permute_one_block_max;
   pa.pdl = pdl;
   cudaError_t e;
   if (!logits) {

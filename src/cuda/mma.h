@@ -188,9 +188,13 @@ typedef struct mma_permute_args {
   int32_t *tiles;       /* [2 * (pairs + E_local)] */
   int32_t *n_tiles;     /* [1] */
   int32_t *counts;      /* [E_local] scratch of the multi-block path */
+  int one_block_max;    /* pairs one block permutes; above: three kernels */
   int pdl;
 } mma_permute_args;
-#define MMA_PERMUTE_ONE_BLOCK_MAX 8192 /* pairs; above: three kernels */
+/* The default of one_block_max (MOE_MMA_PERMUTE_ONE_BLOCK overrides it at
+ * layer creation, for measurement): one block took 30 us for 8192 pairs
+ * on an H200, the three kernels 14 us for 32768 (bench/NOTES.md, v13). */
+#define MMA_PERMUTE_ONE_BLOCK_MAX 2048
 
 #define MMA_ROUTE_MAX_E 4096
 #define MMA_ROUTE_MAX_GROUPS 64
@@ -210,6 +214,7 @@ typedef struct mma_dispatch_bufs {
   const int32_t *emap; /* [E] global -> local or -1; NULL: identity */
   int32_t *pair_e, *rank, *offsets, *sorted_pair, *sorted_tok;
   int32_t *row_expert, *tiles, *n_tiles, *counts;
+  int permute_one_block_max; /* mma_permute_args.one_block_max */
 } mma_dispatch_bufs;
 /* A workspace carving: *off advances by bytes rounded up to 256; returns
  * where that piece starts. */

@@ -73,7 +73,7 @@ __global__ void permute_place_kernel(const mma_permute_args p) {
 extern "C" cudaError_t mma_launch_permute(const mma_permute_args *p,
                                           cudaStream_t s) {
   const size_t smem = (size_t)2 * (p->E_local + 1) * sizeof(int);
-  if (p->pairs <= MMA_PERMUTE_ONE_BLOCK_MAX || !p->counts) {
+  if (p->pairs <= p->one_block_max || !p->counts) {
     return launch_kernel(permute_kernel, dim3(1), dim3(1024), smem, s, p->pdl,
                          *p);
   }

@@ -153,6 +153,12 @@ static void test_edges(void **state) {
   (void)state;
   NEED_GPU();
   edge_cases();
+  /* the permutation's three-kernel path at every size it meets here */
+  setenv("MOE_MMA_PERMUTE_ONE_BLOCK", "0", 1);
+  g_tag = "[permute: three kernels]";
+  edge_cases();
+  g_tag = "";
+  unsetenv("MOE_MMA_PERMUTE_ONE_BLOCK");
 }
 
 /* The gemv path's own edges: every token on one expert, experts with no

@@ -12,9 +12,21 @@
 
 #include "common.cuh"
 
+/* MOE_WS_PAD (bytes, default 0): a gap after every carved piece, read at
+ * layer creation; a knob for measuring whether where a layer's buffers
+ * sit changes its time (bench/NOTES.md, the twin layers). */
+static size_t ws_pad(void) {
+  const char *v = getenv("MOE_WS_PAD");
+  if (!v || !*v) return 0;
+  char *end = NULL;
+  const long long p = strtoll(v, &end, 10);
+  if (!end || *end || p < 0 || p > (1LL << 30)) return 0;
+  return ((size_t)p + 255) & ~(size_t)255;
+}
+
 extern "C" size_t mma_carve(size_t *off, size_t bytes) {
   size_t at = *off;
-  *off += (bytes + 255) & ~(size_t)255;
+  *off += ((bytes + 255) & ~(size_t)255) + ws_pad();
   return at;
 }
 

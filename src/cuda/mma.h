@@ -216,8 +216,8 @@ typedef struct mma_dispatch_bufs {
   int32_t *row_expert, *tiles, *n_tiles, *counts;
   int permute_one_block_max; /* mma_permute_args.one_block_max */
 } mma_dispatch_bufs;
-/* A workspace carving: *off advances by bytes rounded up to 256; returns
- * where that piece starts. */
+/* A workspace carving: *off advances by bytes rounded up to 256 (and
+ * MOE_WS_PAD's gap, when set); returns where that piece starts. */
 size_t mma_carve(size_t *off, size_t bytes);
 /* Carves the routing and permutation buffers of P pairs and El local
  * experts from *off on and, when b is not NULL, points them into base

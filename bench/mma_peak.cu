@@ -14,16 +14,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "cuda/common.cuh"
+#include "bench_check.h"
 
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    cudaError_t e_ = (x);                                                      \
-    if (e_ != cudaSuccess) {                                                   \
-      fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                 \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
+#include "cuda/common.cuh"
 
 /* 32 MMAs a step (MI = 4 row blocks x NI = 8 column blocks), SMEM = 1:
  * their fragments loaded from shared memory first. */

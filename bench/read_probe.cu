@@ -16,14 +16,7 @@
 #include <cuda_runtime.h>
 #include <vector>
 
-#define CHECK(x)                                                               \
-  do {                                                                         \
-    cudaError_t e_ = (x);                                                      \
-    if (e_ != cudaSuccess) {                                                   \
-      fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                 \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
+#include "bench_check.h"
 
 #define THREADS 512
 

@@ -12,16 +12,22 @@
 
 #include "common.cuh"
 
+/* The integer in environment variable name when it is one in [lo, hi],
+ * else def: the layer-creation knobs read here. */
+static long long env_ll(const char *name, long long def, long long lo,
+                        long long hi) {
+  const char *v = getenv(name);
+  if (!v || !*v) return def;
+  char *end = NULL;
+  const long long x = strtoll(v, &end, 10);
+  return end && *end == 0 && x >= lo && x <= hi ? x : def;
+}
+
 /* MOE_WS_PAD (bytes, default 0): a gap after every carved piece, read at
  * layer creation; a knob for measuring whether where a layer's buffers
  * sit changes its time (bench/NOTES.md, the twin layers). */
 static size_t ws_pad(void) {
-  const char *v = getenv("MOE_WS_PAD");
-  if (!v || !*v) return 0;
-  char *end = NULL;
-  const long long p = strtoll(v, &end, 10);
-  if (!end || *end || p < 0 || p > (1LL << 30)) return 0;
-  return ((size_t)p + 255) & ~(size_t)255;
+  return ((size_t)env_ll("MOE_WS_PAD", 0, 0, 1LL << 30) + 255) & ~(size_t)255;
 }
 
 extern "C" size_t mma_carve(size_t *off, size_t bytes) {
@@ -55,14 +61,8 @@ extern "C" void mma_dispatch_carve(mma_dispatch_bufs *b, char *base,
   b->tiles = (int32_t *)(base + o[8]);
   b->n_tiles = (int32_t *)(base + o[9]);
   b->counts = (int32_t *)(base + o[10]);
-  b->permute_one_block_max = MMA_PERMUTE_ONE_BLOCK_MAX;
-  const char *ov = getenv("MOE_MMA_PERMUTE_ONE_BLOCK");
-  if (ov && *ov) {
-    char *end = NULL;
-    const long v = strtol(ov, &end, 10);
-    if (end && *end == 0 && v >= 0 && v <= (1L << 30))
-      b->permute_one_block_max = (int)v;
-  }
+  b->permute_one_block_max = (int)env_ll(
+      "MOE_MMA_PERMUTE_ONE_BLOCK", MMA_PERMUTE_ONE_BLOCK_MAX, 0, 1LL << 30);
 }
 
 extern "C" mma_act mma_act_make(const moe_shape *s) {

@@ -221,7 +221,8 @@ typedef struct mma_dispatch_bufs {
 size_t mma_carve(size_t *off, size_t bytes);
 /* Carves the routing and permutation buffers of P pairs and El local
  * experts from *off on and, when b is not NULL, points them into base
- * (emap untouched). Both backends' workspaces begin with them. */
+ * and sets the permutation's one-block bound (emap untouched). Both
+ * backends' workspaces begin with them. */
 void mma_dispatch_carve(mma_dispatch_bufs *b, char *base, size_t *off,
                         long long P, long long El);
 /* The activation of shape s as the kernels take it (swiglu-oai's gate and

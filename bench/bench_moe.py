@@ -248,6 +248,14 @@ def loop_peer_builder(p, w, x, logits):
 def graph_time(fns, reps):
     """fns: one callable per weight copy; a graph runs them in turn. Returns
     the median microseconds per call over `reps` replays."""
+    g = make_graph(fns)
+    t = time_graph(g, reps, len(fns))
+    del g
+    return t
+
+
+def make_graph(fns):
+    """Runs fns once, then captures them in one graph (warmed up)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
@@ -262,6 +270,11 @@ def graph_time(fns, reps):
     for _ in range(3):
         g.replay()
     torch.cuda.synchronize()
+    return g
+
+
+def time_graph(g, reps, nf):
+    """Median microseconds per call (nf calls a replay) over reps replays."""
     ts = []
     for _ in range(reps):
         a = torch.cuda.Event(enable_timing=True)
@@ -270,8 +283,7 @@ def graph_time(fns, reps):
         g.replay()
         b.record()
         b.synchronize()
-        ts.append(a.elapsed_time(b) * 1000.0 / len(fns))
-    del g
+        ts.append(a.elapsed_time(b) * 1000.0 / nf)
     ts.sort()
     return ts[len(ts) // 2]
 
@@ -369,6 +381,11 @@ def main():
     ap.add_argument("--no-abba", action="store_true",
                     help="time each backend once a point, in the given "
                     "order (default: twice, A B B A, the mean)")
+    ap.add_argument("--rounds", type=int, default=7,
+                    help="R > 1 (default 7): capture every backend's graph, "
+                    "then time them in R interleaved rounds (order rotated "
+                    "each round) and keep the median round; R <= 1: each "
+                    "backend in one block, A B B A (--no-abba: once)")
     ap.add_argument("--backends", default="cuda-mma",
                     help="comma-separated; also the variants " +
                     ", ".join(VARIANTS))
@@ -437,14 +454,37 @@ def main():
                         peers[peer] = None
                         print("  %s failed: %s" % (peer, str(ex)[:200]),
                               flush=True)
-            # Each backend timed twice, in order and in reverse order (A B
-            # B A), and the mean kept: a backend timed later in a point
-            # measured up to a few % slower than the same kernels timed
-            # first (bench/NOTES.md, cuda-sm90 targets).
+            # Backends timed in blocks drift with the card's clock under
+            # sustained load: identical layers timed A B C .. C B A measured
+            # up to 10 % apart, and within 1.6 % when their graphs were
+            # interleaved in rounds (bench/NOTES.md, cuda-sm90 v22). Rounds
+            # by default; --rounds 1: each backend twice, A B B A, the mean.
             order = list(backends)
             if not a.no_abba and len(backends) > 1:
                 order += backends[::-1]
             times, errs = {}, {}
+            if a.rounds > 1:
+                order = []  # timed below, in rounds
+                graphs = {}
+                for bk in backends:
+                    for o in outs:
+                        o.fill_(float("nan"))
+                    fns = [(lambda h=h, o=o: moe.forward(h, x, logits, o))
+                           for h, o in zip(layers[bk], outs)]
+                    graphs[bk] = make_graph(fns)
+                    errs[bk] = ((outs[0].float() - ref).norm() /
+                                ref.norm()).item()
+                rr = max(5, reps // 2)
+                for r in range(a.rounds):
+                    rot = backends[r % len(backends):] + \
+                        backends[:r % len(backends)]
+                    for bk in (rot[::-1] if r % 2 else rot):
+                        times.setdefault(bk, []).append(
+                            time_graph(graphs[bk], rr, len(ws)))
+                for bk in backends:  # the median round
+                    t = sorted(times[bk])
+                    times[bk] = [t[len(t) // 2]]
+                del graphs
             for bk in order:
                 for o in outs:
                     o.fill_(float("nan"))  # poison: every row must be written

@@ -103,6 +103,7 @@ typedef struct sm90_impl {
   int sms;
   const float *b13, *b2, *cbias;
   int32_t *emap;        /* device [E] or NULL */
+  int *claim;           /* device [4]: the GEMMs' tile counters, or NULL */
   int Mc, P;            /* tokens and pairs per chunk */
   void *ws;             /* one allocation; the rest point into it */
   mma_dispatch_bufs rb; /* routing and permutation buffers */
@@ -127,6 +128,7 @@ static void sm90_destroy(void *p) {
   if (L->mma) moe_backend_cuda_mma.destroy(L->mma);
   if (L->ws) (void)cudaFree(L->ws);
   if (L->emap) (void)cudaFree(L->emap);
+  if (L->claim) (void)cudaFree(L->claim);
   free(L);
 }
 
@@ -284,7 +286,17 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   /* The walk's band (row tiles) and Y's type: knobs for measuring. */
   L->g1.band = L->g2.band = env_int("MOE_SM90_BAND", SM90_BAND, 1, 1 << 16);
   L->g2.y_t = !env_int("MOE_SM90_Y32", 0, 0, 1);
-  L->g1.idle_skip = L->g2.idle_skip = env_int("MOE_SM90_IDLE_SKIP", 0, 0, 1);
+  /* The GEMMs' walk: CTAs claim tiles from a counter (MOE_SM90_DYN=0:
+   * each CTA strides over the list), and a warpgroup with no rows in a
+   * tile skips its MMAs (MOE_SM90_IDLE_SKIP=0: computes them). Together
+   * 1-4 % faster at 4096-16384 tokens (bench/NOTES.md cuda-sm90 v22). */
+  L->g1.idle_skip = L->g2.idle_skip = env_int("MOE_SM90_IDLE_SKIP", 1, 0, 1);
+  if (env_int("MOE_SM90_DYN", 1, 0, 1)) {
+    CKL(cudaMalloc((void **)&L->claim, 4 * sizeof(int)), "cudaMalloc(claim)");
+    CKL(cudaMemset(L->claim, 0, 4 * sizeof(int)), "cudaMemset(claim)");
+    L->g1.claim = L->claim;
+    L->g2.claim = L->claim + 2;
+  }
   /* The decode path: a cuda-mma layer sized for the calls it serves. */
   L->crossover = SM90_CROSSOVER;
   const char *ov = getenv("MOE_SM90_CROSSOVER");

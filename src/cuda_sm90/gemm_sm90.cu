@@ -3,10 +3,15 @@
  * (sm_90a: TMA, mbarriers, wgmma) and the token gather; its two fused
  * epilogues are in epi_sm90.cuh.
  *
- * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list
- * t = blockIdx.x, + gridDim.x, ...: first every (routed row tile, N tile)
- * pair, then the shared expert's. Row tiles are in expert order and taken
- * in bands of args.band row tiles, N tile outermost (tile_walk.h).
+ * One CTA per SM (SM90_THREADS = 3 warpgroups) walks the tile list: first
+ * every (routed row tile, N tile) pair, then the shared expert's. With
+ * args.claim (the default) the producer claims the next tile from a global
+ * counter while it loads the current one and hands each index to the
+ * consumers through a two-slot ring in shared memory, so a CTA that drew
+ * short tiles takes more; without it, CTA b takes t = b, b + gridDim.x, ...
+ * The last CTA out resets the counter for the next launch. Row tiles are in
+ * expert order and taken in bands of args.band row tiles, N tile outermost
+ * (tile_walk.h).
  *
  *   warpgroup 0   producer: one thread issues, per K step, one TMA box of
  *                 A (128 rows) and two of W (128 rows each) into the next
@@ -19,8 +24,8 @@
  *                 flight), releases that step's stage (one arrival per
  *                 warp) and, after the last K step, runs the epilogue
  *                 (epi_sm90.cuh) while the producer already fills
- *                 the ring for its next tile. With args.idle_skip (off
- *                 by default), a warpgroup whose 64 rows are all past the
+ *                 the ring for its next tile. With args.idle_skip (the
+ *                 default), a warpgroup whose 64 rows are all past the
  *                 tile's end only hands the stages back. GEMM1's kernel
  *                 is compiled per activation.
  *
@@ -66,6 +71,19 @@ __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
 #define SM90_PROBE 0
 #endif
 
+/* The dynamic walk's hand-over of tile indices: named barriers (the
+ * epilogue uses 1 and 2), one pair per slot and consumer warpgroup, each
+ * met by the producer warp and that warpgroup. */
+#define SM90_BAR_TFULL 3                   /* + 2 slot + warpgroup */
+#define SM90_BAR_TEMPTY (3 + 2 * SM90_TID) /* + 2 slot + warpgroup */
+#define SM90_WALK_THREADS 160              /* 32 + 128 */
+__device__ __forceinline__ void sm90_walk_sync(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void sm90_walk_arrive(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
 /* EPI 1: GEMM1 (bias + activation ACT), 2: GEMM2 (bias + routing weight;
  * ACT unused, 0). */
 template <class T, int EPI, int ACT>
@@ -80,7 +98,11 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
   const uint32_t stg0 = base + SM90_STAGES * SM90_STAGE_BYTES;
   const uint32_t full = stg0 + 2 * SM90_STG_BYTES;
   const uint32_t empty = full + 8 * SM90_STAGES;
+  /* the dynamic walk: tile indices from the producer to the consumers */
+  volatile int *tslot = (volatile int *)(smem_raw + (empty + 8 * SM90_STAGES -
+                                                     sm90_smem_addr(smem_raw)));
   const int wg = threadIdx.x >> 7;
+  int *const claim = args.claim;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < SM90_STAGES; s++) {
@@ -97,44 +119,86 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
 
   if (wg == 0) {
     setmaxnreg_dec<40>();
-    if (threadIdx.x != 0) return;
-    for (int i = 0; i < 2; i++) {
-      if (args.p[i].n_tiles == 0) continue; /* no map encoded */
-      tma_prefetch_map(&args.a[i]);
-      tma_prefetch_map(&args.w[i]);
-    }
+    /* warp 0 stays (its lane 0 issues; the whole warp meets the
+     * consumers at the walk's named barriers), warps 1-3 leave */
+    if (threadIdx.x >= 32) return;
+    const int lane = threadIdx.x;
+    if (lane == 0)
+      for (int i = 0; i < 2; i++) {
+        if (args.p[i].n_tiles == 0) continue; /* no map encoded */
+        tma_prefetch_map(&args.a[i]);
+        tma_prefetch_map(&args.w[i]);
+      }
     int s = 0;
     uint32_t ph = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const sm90_tile tl = sm90_tile_of(args, t, routed_m);
-      const sm90_problem &P = args.p[tl.pi];
-      const int nk = (P.K + SM90_BK - 1) / SM90_BK;
-      const int w0 = tl.e * P.N; /* the expert's first weight row */
-      int r0, r1;
-      if (args.act.gated && P.halves) {
-        r0 = w0 + tl.nt * (SM90_BN / 2);
-        r1 = r0 + (P.N >> 1);
-      } else {
-        r0 = w0 + tl.nt * SM90_BN;
-        r1 = r0 + SM90_BN / 2;
-      }
-      const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
-      for (int kt = 0; kt < nk; kt++) {
-        mbar_wait(empty + 8 * s, ph ^ 1);
-        const uint32_t fb = full + 8 * s;
-#if SM90_PROBE == 1
-        mbar_arrive(fb);
-#else
-        mbar_arrive_expect_tx(fb, SM90_STAGE_BYTES);
-        const int k = kt * SM90_BK;
-        tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
-        tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);
-        tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1, fb);
-#endif
-        if (++s == SM90_STAGES) {
-          s = 0;
-          ph ^= 1;
+    int n = 0; /* tile indices handed over so far */
+    int t = (int)blockIdx.x;
+    if (claim) t = __shfl_sync(~0u, lane == 0 ? atomicAdd(claim, 1) : 0, 0);
+    for (;;) {
+      int tn = 0;
+      if (claim) {
+        /* claim the next tile now (its latency hides under this tile's
+         * loads) and hand this one to both consumer warpgroups */
+        if (lane == 0 && t < total) tn = atomicAdd(claim, 1);
+        const int j = n % SM90_TID;
+        if (n >= SM90_TID) { /* the slot's previous index has been read */
+          sm90_walk_sync(SM90_BAR_TEMPTY + 2 * j, SM90_WALK_THREADS);
+          sm90_walk_sync(SM90_BAR_TEMPTY + 2 * j + 1, SM90_WALK_THREADS);
         }
+        if (lane == 0) tslot[j] = t;
+        __syncwarp();
+        sm90_walk_arrive(SM90_BAR_TFULL + 2 * j, SM90_WALK_THREADS);
+        sm90_walk_arrive(SM90_BAR_TFULL + 2 * j + 1, SM90_WALK_THREADS);
+        n++;
+      }
+      if (t >= total) break;
+      if (lane == 0) {
+        const sm90_tile tl = sm90_tile_of(args, t, routed_m);
+        const sm90_problem &P = args.p[tl.pi];
+        const int nk = (P.K + SM90_BK - 1) / SM90_BK;
+        const int w0 = tl.e * P.N; /* the expert's first weight row */
+        int r0, r1;
+        if (args.act.gated && P.halves) {
+          r0 = w0 + tl.nt * (SM90_BN / 2);
+          r1 = r0 + (P.N >> 1);
+        } else {
+          r0 = w0 + tl.nt * SM90_BN;
+          r1 = r0 + SM90_BN / 2;
+        }
+        const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
+        for (int kt = 0; kt < nk; kt++) {
+          mbar_wait(empty + 8 * s, ph ^ 1);
+          const uint32_t fb = full + 8 * s;
+#if SM90_PROBE == 1
+          mbar_arrive(fb);
+#else
+          mbar_arrive_expect_tx(fb, SM90_STAGE_BYTES);
+          const int k = kt * SM90_BK;
+          tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
+          tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);
+          tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1, fb);
+#endif
+          if (++s == SM90_STAGES) {
+            s = 0;
+            ph ^= 1;
+          }
+        }
+      }
+      __syncwarp();
+      t = claim ? __shfl_sync(~0u, tn, 0) : t + (int)gridDim.x;
+    }
+    if (claim) {
+      /* the consumers' reads of the last indices, then: every claim of
+       * this CTA has returned; the last CTA out resets the counters for
+       * the next launch on the stream */
+      for (int i = n > SM90_TID ? n - SM90_TID : 0; i < n; i++) {
+        sm90_walk_sync(SM90_BAR_TEMPTY + 2 * (i % SM90_TID), SM90_WALK_THREADS);
+        sm90_walk_sync(SM90_BAR_TEMPTY + 2 * (i % SM90_TID) + 1,
+                       SM90_WALK_THREADS);
+      }
+      if (lane == 0 && atomicAdd(claim + 1, 1) == (int)gridDim.x - 1) {
+        atomicExch(claim, 0);
+        atomicExch(claim + 1, 0);
       }
     }
   } else {
@@ -149,7 +213,15 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       d[i] = 0.0f;
     int s = 0;
     uint32_t ph = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+    int j = 0;
+    for (int t = blockIdx.x;; t += gridDim.x) {
+      if (claim) {
+        sm90_walk_sync(SM90_BAR_TFULL + 2 * j + c, SM90_WALK_THREADS);
+        t = tslot[j];
+        sm90_walk_arrive(SM90_BAR_TEMPTY + 2 * j + c, SM90_WALK_THREADS);
+        if (++j == SM90_TID) j = 0;
+      }
+      if (t >= total) break;
       const sm90_tile tl = sm90_tile_of(args, t, routed_m);
       const int nk = (args.p[tl.pi].K + SM90_BK - 1) / SM90_BK;
       if (args.idle_skip && tl.row0 + c * 64 >= tl.row_end) {

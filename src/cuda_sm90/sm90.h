@@ -68,11 +68,13 @@
 #define SM90_STG_BYTES 0
 #endif
 /* ring + staging + barriers + slack to align the ring to 1024 bytes:
- * 183088 bytes by default (3 stages, bulk-copy staging), 232256 with 4
+ * 183096 bytes by default (3 stages, bulk-copy staging), 232264 with 4
  * stages, within the 232448 a block may opt in to on sm_90 */
+/* + the dynamic walk's SM90_TID slots of tile indices (gemm_sm90.cu) */
+#define SM90_TID 2
 #define SM90_SMEM                                                              \
   (SM90_STAGES * SM90_STAGE_BYTES + 2 * SM90_STG_BYTES + 2 * SM90_STAGES * 8 + \
-   1024)
+   SM90_TID * 4 + 1024)
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,9 +105,11 @@ typedef struct sm90_gemm_args {
   int shared_tiles;       /* row tiles of problem 1 */
   int band;               /* row tiles per band of the walk (>= 1) */
   int y_t;                /* GEMM2: Y rows of T instead of f32 */
-  int idle_skip;          /* a warpgroup with no rows in a tile skips it (off:
-                             measured 2-16% slower, bench/NOTES.md
-                             cuda-sm90 v5) */
+  int idle_skip;          /* a warpgroup with no rows in a tile skips its
+                             MMAs and epilogue */
+  int *claim;             /* dynamic walk: [0] next tile to claim, [1] CTAs
+                             done (both 0 between launches; the last CTA
+                             out resets them); NULL: static walk */
   mma_act act;            /* GEMM1 only */
 } sm90_gemm_args;
 

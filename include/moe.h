@@ -211,7 +211,9 @@ moe_status moe_route(moe_layer *layer, const float *logits, int num_tokens,
 
 /* The whole layer: x [M][H] (dtype), logits [M][E] float32 -> out [M][H]
  * (dtype) = sum_j w[t,j] * expert_j(x[t]) + shared(x[t]). M = 0 succeeds and
- * writes nothing. stream: a cudaStream_t for CUDA layers, ignored on host. */
+ * writes nothing. stream: a cudaStream_t for CUDA layers, ignored on host.
+ * A CUDA layer's calls share its workspace: calls on different streams must
+ * be ordered by the caller (events), or use one layer per stream. */
 moe_status moe_forward(moe_layer *layer, const void *x, const float *logits,
                        int num_tokens, void *out, void *stream);
 

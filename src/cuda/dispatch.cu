@@ -25,7 +25,8 @@ static long long env_ll(const char *name, long long def, long long lo,
 
 /* MOE_WS_PAD (bytes, default 0): a gap after every carved piece, read at
  * layer creation; a knob for measuring whether where a layer's buffers
- * sit changes its time (bench/NOTES.md, the twin layers). */
+ * sit changes its time (bench/NOTES.md cuda-sm90 v22: not under
+ * interleaved timing). */
 static size_t ws_pad(void) {
   return ((size_t)env_ll("MOE_WS_PAD", 0, 0, 1LL << 30) + 255) & ~(size_t)255;
 }

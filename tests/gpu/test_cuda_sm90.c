@@ -169,6 +169,22 @@ static void test_edges(void **state) {
   run_case(&c);
   unsetenv("MOE_SM90_Y32");
   if (quick()) return;
+  /* The idle skip off, as the layers with H > 3072 run (every test shape
+   * here has H <= 3072, so the default skips), and the static walk (each
+   * CTA striding over the tiles; a knob). */
+  setenv("MOE_SM90_IDLE_SKIP", "0", 1);
+  for (size_t p = 0; p < GPU_N_PRESETS; p++) {
+    c = gpu_presets[p], c.M = 300;
+    run_case(&c);
+  }
+  setenv("MOE_SM90_DYN", "0", 1);
+  c = base, c.name = "static walk, no skip", c.H = 40, c.I = 24, c.Is = 16;
+  c.M = 29;
+  run_case(&c);
+  unsetenv("MOE_SM90_IDLE_SKIP");
+  c = base, c.name = "static walk", c.M = 255;
+  run_case(&c);
+  unsetenv("MOE_SM90_DYN");
   c = base, c.name = "chunks past max_tokens", c.M = 1000, c.max_tokens = 256;
   c.Is = 64;
   run_case(&c);

@@ -379,8 +379,8 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-abba", action="store_true",
-                    help="time each backend once a point, in the given "
-                    "order (default: twice, A B B A, the mean)")
+                    help="with --rounds 1: time each backend once a point, "
+                    "in the given order (else twice, A B B A, the mean)")
     ap.add_argument("--rounds", type=int, default=7,
                     help="R > 1 (default 7): capture every backend's graph, "
                     "then time them in R interleaved rounds (order rotated "
@@ -459,12 +459,13 @@ def main():
             # up to 10 % apart, and within 1.6 % when their graphs were
             # interleaved in rounds (bench/NOTES.md, cuda-sm90 v22). Rounds
             # by default; --rounds 1: each backend twice, A B B A, the mean.
-            order = list(backends)
-            if not a.no_abba and len(backends) > 1:
-                order += backends[::-1]
+            order = []  # blocks, A B B A (--rounds 1)
+            if a.rounds <= 1:
+                order = list(backends)
+                if not a.no_abba and len(backends) > 1:
+                    order += backends[::-1]
             times, errs = {}, {}
             if a.rounds > 1:
-                order = []  # timed below, in rounds
                 graphs = {}
                 for bk in backends:
                     for o in outs:

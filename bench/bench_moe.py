@@ -95,6 +95,10 @@ class Moe:
         L.moe_layer_backend.restype = C.c_char_p
         L.moe_layer_backend.argtypes = [C.c_void_p]
         L.moe_layer_destroy.argtypes = [C.c_void_p]
+        L.moe_layer_plan.restype = C.c_void_p
+        L.moe_layer_plan.argtypes = [C.c_void_p]
+        L.moe_plan_explain.restype = C.c_size_t
+        L.moe_plan_explain.argtypes = [C.c_void_p, C.c_char_p, C.c_size_t]
         self.ctx = C.c_void_p()
         assert L.moe_context_create(None, C.byref(self.ctx)) == 0
 
@@ -135,6 +139,15 @@ class Moe:
             raise RuntimeError("moe_layer_create: %d %s" % (
                 st, self.lib.moe_last_error(self.ctx).decode()))
         return h
+
+    def chosen(self, h):
+        """The plan's line for the backend that serves layer h."""
+        buf = C.create_string_buffer(16384)
+        self.lib.moe_plan_explain(self.lib.moe_layer_plan(h), buf, len(buf))
+        for line in buf.value.decode(errors="replace").splitlines():
+            if " chosen " in line:
+                return " ".join(line.split())
+        return ""
 
     def forward(self, h, x, logits, out):
         st = self.lib.moe_forward(h, ptr(x), ptr(logits), x.shape[0],
@@ -426,6 +439,11 @@ def main():
         maxm = max(tokens)
         backends = a.backends.split(",")
         layers = {b: [moe.layer(p, w, maxm, b) for w in ws] for b in backends}
+        # what each backend chose at creation (cuda-sm90: its crossover)
+        res.setdefault("plans", {})[name] = {
+            b: moe.chosen(layers[b][0]) for b in backends}
+        for b in backends:
+            print("  %s %s: %s" % (name, b, res["plans"][name][b]), flush=True)
         layers_nopdl = []
         if a.ab_pdl:  # same kernels with programmatic dependent launch
             os.environ["MOE_CUDA_PDL"] = "1"

@@ -299,6 +299,12 @@ moe_status moe_layer_create(moe_context *ctx, const moe_layer_desc *desc,
     char msg[MOE_REASON_LEN] = "", why[MOE_REASON_LEN];
     moe_status cs = b->create(&env, &s, weights, &L->impl, msg, sizeof msg);
     if (cs == MOE_OK) {
+      /* What the backend chose for this layer at creation, if it says. */
+      if (msg[0]) {
+        char *r = L->plan.rows[L->plan.chosen].reason;
+        const size_t used = strlen(r);
+        snprintf(r + used, MOE_REASON_LEN - used, "; %s", msg);
+      }
       L->backend = b;
       *out = L;
       return MOE_OK;

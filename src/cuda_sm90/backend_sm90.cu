@@ -26,6 +26,7 @@
 #include "../cuda/cuda_backends.h"
 #include "cuda_sm90.h"
 #include "sm90.h"
+#include "tune_sm90.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -97,7 +98,8 @@ static moe_status sm90_probe(const moe_device *dev, char *msg, size_t n) {
 
 /* ---- per-layer state ---- */
 typedef struct sm90_impl {
-  moe_shape s;
+  moe_shape s;      /* expert_map cleared (uploaded to emap) */
+  moe_shape s_full; /* as given, for the embedded cuda-mma layer */
   void *mma;        /* cuda-mma layer for calls below the crossover, or NULL */
   double crossover; /* rows per expert below which mma serves */
   int sms;
@@ -203,6 +205,34 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   return bad ? -1 : 0;
 }
 
+static moe_status run_chunk(sm90_impl *L, const void *x, const float *logits,
+                            const int32_t *ids_in, const float *w_in, int mc,
+                            void *out, cudaStream_t st, char *msg, size_t n);
+
+/* One call on one path, for the crossover's measurement (tune_sm90.h). */
+static moe_status run_path(void *layer, int wgmma, const moe_batch *b,
+                           cudaStream_t st, char *msg, size_t n) {
+  sm90_impl *L = (sm90_impl *)layer;
+  if (!wgmma) return moe_backend_cuda_mma.forward(L->mma, b, st, msg, n);
+  return run_chunk(L, b->x, b->logits, b->ids, b->weights, b->M, b->out, st,
+                   msg, n);
+}
+
+/* The embedded cuda-mma layer, sized for calls below `rows` rows per
+ * expert (none when rows is 0). */
+static moe_status make_mma(sm90_impl *L, const moe_backend_env *env,
+                           const moe_weights *w, double rows, char *msg,
+                           size_t n) {
+  const moe_shape *s = &L->s;
+  if (L->mma) moe_backend_cuda_mma.destroy(L->mma);
+  L->mma = NULL;
+  const double tokens = ceil(rows * s->E / s->k); /* M below this */
+  if (tokens <= 0) return MOE_OK;
+  moe_shape ms = L->s_full;
+  ms.max_tokens = tokens < s->max_tokens ? (int)tokens : s->max_tokens;
+  return moe_backend_cuda_mma.create(env, &ms, w, &L->mma, msg, n);
+}
+
 static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
                               const moe_weights *w, void **impl, char *msg,
                               size_t n) {
@@ -299,25 +329,51 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
     L->g1.claim = L->claim;
     L->g2.claim = L->claim + 2;
   }
-  /* The decode path: a cuda-mma layer sized for the calls it serves. */
+  /* The decode path: a cuda-mma layer sized for the calls it serves, below
+   * the crossover: MOE_SM90_CROSSOVER if set, else measured for this
+   * shape where its experts are large enough for it to matter
+   * (tune_sm90.cu; MOE_SM90_TUNE=0 keeps SM90_CROSSOVER), else
+   * SM90_CROSSOVER. */
+  L->s_full = *s;
   L->crossover = SM90_CROSSOVER;
+  int fixed = 0;
   const char *ov = getenv("MOE_SM90_CROSSOVER");
   if (ov && *ov) {
     char *end = NULL;
     const double v = strtod(ov, &end);
-    if (end && *end == 0 && v >= 0) L->crossover = v;
-  }
-  const double mma_tokens = L->crossover * s->E / s->k; /* M below this */
-  if (mma_tokens > 0) {
-    moe_shape ms = *s;
-    const double cap = ceil(mma_tokens);
-    ms.max_tokens = cap < s->max_tokens ? (int)cap : s->max_tokens;
-    st = moe_backend_cuda_mma.create(env, &ms, w, &L->mma, msg, n);
-    if (st != MOE_OK) {
-      sm90_destroy(L);
-      return st;
+    if (end && *end == 0 && v >= 0) {
+      L->crossover = v;
+      fixed = 1;
     }
   }
+  const int top =
+      fixed || !env_int("MOE_SM90_TUNE", 1, 0, 1) ? 0 : sm90_tune_rows(s);
+  char note[SM90_TUNE_NOTE + 64] = "";
+  const double sized = top > L->crossover ? top : L->crossover;
+  if ((st = make_mma(L, env, w, sized, msg, n)) != MOE_OK) {
+    sm90_destroy(L);
+    return st;
+  }
+  if (top > 0) {
+    double r = L->crossover;
+    st = sm90_tune_crossover(s, run_path, L, &r, note, sizeof note, msg, n);
+    if (st == MOE_ERR_OUT_OF_MEMORY) { /* keep the default */
+      snprintf(note, sizeof note, "not measured: %s", msg);
+    } else if (st != MOE_OK) {
+      sm90_destroy(L);
+      return st;
+    } else if ((L->crossover = r) != sized) {
+      if ((st = make_mma(L, env, w, r, msg, n)) != MOE_OK) {
+        sm90_destroy(L);
+        return st;
+      }
+    }
+  }
+  if (L->mma)
+    snprintf(msg, n, "wgmma GEMMs from %g rows per expert%s%s%s", L->crossover,
+             note[0] ? " (" : "", note, note[0] ? ")" : "");
+  else
+    snprintf(msg, n, "wgmma GEMMs at every size");
   *impl = L;
   return MOE_OK;
 #undef CKL

@@ -4,4 +4,5 @@
 set(MOE_CUDA_SM90_SOURCES
   src/cuda_sm90/gemm_sm90.cu
   src/cuda_sm90/backend_sm90.cu
+  src/cuda_sm90/tune_sm90.cu
 )

@@ -8,10 +8,12 @@
  * poisoned first; bf16/f16 relative error must stay under 1e-2 and NaN
  * never passes; routing ids must agree exactly. Also: bit-identical
  * repeats, CUDA-graph capture and replay, caller ids with an expert map,
- * chunking past max_tokens, M up to 16384, shapes the backend refuses.
+ * chunking past max_tokens, M up to 16384, shapes the backend refuses,
+ * and the crossover measured at creation.
  * Skipped (exit 77) without an sm_90 GPU or without "90a" in the build.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -289,6 +291,130 @@ static void test_graph(void **state) {
   gpu_free_host(&h);
 }
 
+/* A forward of M tokens into a poisoned out; the result downloaded. */
+static void tuned_run(moe_layer *l, const void *dx, const float *dlog, int M,
+                      void *dout, void *host, size_t bytes) {
+  assert_int_equal(moe_memops_cuda.fill(dout, 0xFF, bytes), MOE_OK);
+  assert_int_equal(moe_forward(l, dx, dlog, M, dout, NULL), MOE_OK);
+  assert_int_equal(moe_memops_cuda.sync(), MOE_OK);
+  assert_int_equal(moe_memops_cuda.download(host, dout, bytes), MOE_OK);
+}
+
+/* The crossover of the layer's plan text ("wgmma GEMMs from X rows"). */
+static double tuned_rows(moe_layer *l, char *text, size_t n) {
+  moe_plan_explain(moe_layer_plan(l), text, n);
+  const char *p = strstr(text, "wgmma GEMMs from ");
+  assert_non_null(p);
+  return strtod(p + strlen("wgmma GEMMs from "), NULL);
+}
+
+/* A layer with large enough experts measures its crossover at creation:
+ * the plan says where the wgmma path starts and that it was measured; a
+ * second layer of the shape reuses the result; at a call on each side of
+ * it the output equals, bit for bit, a layer's given that crossover
+ * explicitly, and, for the first 16 tokens, the CPU reference's. */
+static void test_tuned_crossover(void **state) {
+  (void)state;
+  NEED_GPU();
+  tcase c = {"tuned crossover",
+             32,
+             4,
+             2048,
+             1024,
+             0,
+             MOE_ACT_SILU,
+             1,
+             SM,
+             0,
+             0,
+             1,
+             0.0f,
+             0,
+             0,
+             BF,
+             1024,
+             1024,
+             0,
+             0};
+  tu_rng r = tu_rng_make(91);
+  host_layer h;
+  gpu_make_host(&c, &h, &r);
+  const size_t es = 2, nout = (size_t)c.M * c.H, bytes = nout * es;
+  moe_context *ctx = NULL;
+  moe_context_options o;
+  moe_context_options_init(&o);
+  o.device_override = "";
+  o.num_threads = 8;
+  assert_int_equal(moe_context_create(&o, &ctx), MOE_OK);
+  void *dx = gpu_dev_copy(h.x, h.nx * es),
+       *dw13 = gpu_dev_copy(h.w13, h.nw13 * es);
+  void *dw2 = gpu_dev_copy(h.w2, h.nw2 * es);
+  float *dlog = gpu_dev_copy(h.logits, (size_t)c.M * c.E * 4);
+  void *dout = NULL;
+  assert_int_equal(moe_memops_cuda.alloc(&dout, bytes), MOE_OK);
+  moe_weights dw = {MOE_MEMORY_CUDA, dw13, dw2, NULL, NULL, NULL, NULL, NULL};
+  moe_layer_desc d;
+  gpu_desc_of(&c, &h, &d, "cuda-sm90");
+  unsetenv("MOE_SM90_CROSSOVER");
+  unsetenv("MOE_SM90_TUNE");
+  moe_layer *lt = NULL, *l2 = NULL, *lx = NULL;
+  assert_int_equal(moe_layer_create(ctx, &d, &dw, &lt), MOE_OK);
+  char text[4096], text2[4096];
+  const double x = tuned_rows(lt, text, sizeof text);
+  printf("%s", text);
+  assert_non_null(strstr(text, "measured at creation"));
+  assert_true(x >= 32 && x <= 112);
+  assert_int_equal(moe_layer_create(ctx, &d, &dw, &l2), MOE_OK);
+  assert_true(tuned_rows(l2, text2, sizeof text2) == x);
+  assert_non_null(strstr(text2, "earlier layer of this shape"));
+  char v[32];
+  snprintf(v, sizeof v, "%g", x);
+  setenv("MOE_SM90_CROSSOVER", v, 1);
+  assert_int_equal(moe_layer_create(ctx, &d, &dw, &lx), MOE_OK);
+  unsetenv("MOE_SM90_CROSSOVER");
+  assert_true(tuned_rows(lx, text2, sizeof text2) == x);
+
+  /* The reference for the first 16 tokens. */
+  const int R = 16;
+  gpu_desc_of(&c, &h, &d, "cpu-ref");
+  moe_weights hw = {MOE_MEMORY_HOST, h.w13, h.w2, NULL, NULL, NULL, NULL, NULL};
+  moe_layer *ref = NULL;
+  assert_int_equal(moe_layer_create(ctx, &d, &hw, &ref), MOE_OK);
+  void *rout = malloc((size_t)R * c.H * es);
+  assert_int_equal(moe_forward(ref, h.x, h.logits, R, rout, NULL), MOE_OK);
+  float *fr = malloc((size_t)R * c.H * 4), *fg = malloc((size_t)R * c.H * 4);
+  gpu_to_f32(rout, (size_t)R * c.H, BF, fr);
+
+  void *a = malloc(bytes), *b = malloc(bytes);
+  const double rows[2] = {x - 8, x}; /* cuda-mma's kernels, then wgmma's */
+  for (int i = 0; i < 2; i++) {
+    const int M = (int)ceil(rows[i] * c.E / c.k);
+    if (M < R || M > c.M) continue;
+    tuned_run(lt, dx, dlog, M, dout, a, (size_t)M * c.H * es);
+    tuned_run(lx, dx, dlog, M, dout, b, (size_t)M * c.H * es);
+    assert_memory_equal(a, b, (size_t)M * c.H * es);
+    gpu_to_f32(a, (size_t)R * c.H, BF, fg);
+    const double err = tu_rel_error(fg, fr, (size_t)R * c.H);
+    printf("  tuned crossover %g: M=%d (%s) rel err %.2e, = explicit\n", x, M,
+           i ? "wgmma" : "cuda-mma", err);
+    assert_true(err < 1e-2);
+  }
+  free(a);
+  free(b);
+  free(rout);
+  free(fr);
+  free(fg);
+  moe_layer_destroy(ref);
+  moe_layer_destroy(lt);
+  moe_layer_destroy(l2);
+  moe_layer_destroy(lx);
+  moe_context_destroy(ctx);
+  void *dp[] = {dx, dw13, dw2, dlog, dout};
+  for (size_t i = 0; i < sizeof dp / sizeof dp[0]; i++)
+    moe_memops_cuda.release(dp[i]);
+  gpu_free_host(&h);
+}
+
 /* The rows promise kernels exactly where the build has them: sm_90 with
  * the 90a image, nothing on any other arch, f32 or gated relu2. */
 static void test_rows_have_kernels(void **state) {
@@ -326,6 +452,7 @@ int main(void) {
       cmocka_unit_test(test_edges),
       cmocka_unit_test(test_refused),
       cmocka_unit_test(test_graph),
+      cmocka_unit_test(test_tuned_crossover),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   return rc == 0 && !have_sm90() ? 77 : rc;

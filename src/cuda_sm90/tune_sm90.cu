@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Rows per expert tried, in order; the measurement stops after two
  * candidates in a row where the wgmma path wins. */
@@ -37,9 +38,9 @@ static long long tune_tokens(const moe_shape *s, int rows) {
 
 extern "C" int sm90_tune_rows(const moe_shape *s) {
   const long long es = (long long)moe_dtype_size(s->dtype);
-  const long long wbytes =
-      (long long)s->E_local * ((long long)s->N1 * s->H + (long long)s->H * s->I) *
-      es;
+  const long long wbytes = (long long)s->E_local *
+                           ((long long)s->N1 * s->H + (long long)s->H * s->I) *
+                           es;
   if (wbytes < SM90_TUNE_MIN_BYTES) return 0;
   int top = 0;
   for (int i = 0; i < TUNE_NCANDS; i++)
@@ -234,9 +235,8 @@ static moe_status tune_measure(const moe_shape *s, tune_ctx *c, moe_batch *b,
 }
 
 extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
-                                          void *layer, double *rows,
-                                          char *note, size_t nn, char *msg,
-                                          size_t n) {
+                                          void *layer, double *rows, char *note,
+                                          size_t nn, char *msg, size_t n) {
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess)
@@ -261,7 +261,7 @@ extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
   moe_status st = MOE_OK;
 #define TK(call, w_)                                                           \
   if (st == MOE_OK && (e = (call)) != cudaSuccess) {                           \
-    st = mma_cuda_status("cuda-sm90", e, w_, msg, n);                         \
+    st = mma_cuda_status("cuda-sm90", e, w_, msg, n);                          \
   }
   if (!hids || !hw) {
     snprintf(msg, n, "cuda-sm90: tuning: out of host memory");
@@ -284,6 +284,8 @@ extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
                      cudaMemcpyHostToDevice, c.st),
      "tuning: upload");
   TK(tune_fill(s->dtype, x, M * s->H, c.st), "tuning: fill");
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   if (st == MOE_OK) {
     moe_batch b;
     memset(&b, 0, sizeof b);
@@ -293,9 +295,12 @@ extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
     b.out = out;
     double r = 0;
     st = tune_measure(s, &c, &b, &r, buf, sizeof buf, msg, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (st == MOE_OK) {
       *rows = r;
-      snprintf(note, nn, "measured at creation: %s", buf);
+      snprintf(note, nn, "measured at creation in %.0f ms: %s",
+               (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
+               buf);
       tune_store(&key, r, buf);
     }
   }

@@ -10,7 +10,8 @@
  * another 9-17 % there. A layer whose experts are large enough for it to
  * matter times both paths at candidate rows per expert, with random
  * inputs and random distinct experts per token (a binomial spread of rows
- * per expert, as real routing gives), and keeps the smallest candidate
+ * per expert, as real routing gives; the median of three rounds, each
+ * both paths on its own draw), and keeps the smallest candidate
  * from which the wgmma path wins at every candidate after it. Layers of
  * one shape on one device share the result (a model's MoE layers are
  * measured once).
@@ -136,10 +137,12 @@ static cudaError_t tune_fill(moe_dtype dt, void *p, long long n,
   return cudaGetLastError();
 }
 
-/* k distinct experts per token, uniform over E (xorshift), weights 1/k. */
+/* k distinct experts per token, uniform over E (xorshift), weights 1/k.
+ * Each round of a candidate has its own draw: with few experts (mixtral's
+ * 8) cuda-mma's time turns on whether any expert passes a tile's rows. */
 static void tune_routing(const moe_shape *s, long long M, int32_t *ids,
-                         float *w) {
-  uint64_t x = 0x9E3779B97F4A7C15ull;
+                         float *w, uint64_t seed) {
+  uint64_t x = 0x9E3779B97F4A7C15ull ^ (seed * 0xD1B54A32D192ED03ull);
   for (long long t = 0; t < M; t++)
     for (int j = 0; j < s->k; j++) {
       int e, dup;
@@ -162,6 +165,9 @@ typedef struct tune_ctx {
   void *layer;
   cudaStream_t st;
   cudaEvent_t ev[2];
+  const int32_t *ids; /* TUNE_ROUNDS draws of stride pairs */
+  const float *w;
+  long long stride;
 } tune_ctx;
 
 /* One timed span: TUNE_CALLS calls of one path, microseconds a call. */
@@ -205,14 +211,21 @@ static moe_status tune_measure(const moe_shape *s, tune_ctx *c, moe_batch *b,
     b->M = (int)M;
     float t[2][TUNE_ROUNDS], w;
     moe_status st;
+    b->ids = c->ids;
+    b->weights = c->w;
     for (int p = 0; p < 2; p++) /* warm both paths at this size */
       if ((st = tune_time(c, p, b, &w, msg, n)) != MOE_OK) return st;
     for (int r = 0; r < TUNE_ROUNDS; r++)
       for (int q = 0; q < 2; q++) {
+        b->ids = c->ids + r * c->stride;
+        b->weights = c->w + r * c->stride;
         const int p = (r & 1) ? 1 - q : q;
         if ((st = tune_time(c, p, b, &t[p][r], msg, n)) != MOE_OK) return st;
       }
-    const float q = median3(t[0]) / median3(t[1]);
+    float qr[TUNE_ROUNDS]; /* each round: both paths on one draw */
+    for (int r = 0; r < TUNE_ROUNDS; r++)
+      qr[r] = t[0][r] / t[1][r];
+    const float q = median3(qr);
     if (used < nn)
       used += (size_t)snprintf(note + used, nn - used, "%s %.2f at %d",
                                i ? "," : "", q, tune_cands[i]);
@@ -251,8 +264,9 @@ extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
   }
   const long long M = tune_tokens(s, key.top);
   const size_t xb = (size_t)M * s->H * moe_dtype_size(s->dtype);
-  int32_t *hids = (int32_t *)malloc((size_t)M * s->k * sizeof(int32_t));
-  float *hw = (float *)malloc((size_t)M * s->k * sizeof(float));
+  const size_t np = (size_t)M * s->k * TUNE_ROUNDS; /* routing draws */
+  int32_t *hids = (int32_t *)malloc(np * sizeof(int32_t));
+  float *hw = (float *)malloc(np * sizeof(float));
   void *x = NULL, *out = NULL, *ids = NULL, *w = NULL;
   tune_ctx c;
   memset(&c, 0, sizeof c);
@@ -272,16 +286,14 @@ extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
   TK(cudaEventCreate(&c.ev[1]), "tuning: event");
   TK(cudaMalloc(&x, xb), "tuning: cudaMalloc(x)");
   TK(cudaMalloc(&out, xb), "tuning: cudaMalloc(out)");
-  TK(cudaMalloc(&ids, (size_t)M * s->k * sizeof(int32_t)),
-     "tuning: cudaMalloc(ids)");
-  TK(cudaMalloc(&w, (size_t)M * s->k * sizeof(float)),
-     "tuning: cudaMalloc(weights)");
-  if (st == MOE_OK) tune_routing(s, M, hids, hw);
-  TK(cudaMemcpyAsync(ids, hids, (size_t)M * s->k * sizeof(int32_t),
-                     cudaMemcpyHostToDevice, c.st),
+  TK(cudaMalloc(&ids, np * sizeof(int32_t)), "tuning: cudaMalloc(ids)");
+  TK(cudaMalloc(&w, np * sizeof(float)), "tuning: cudaMalloc(weights)");
+  for (int r = 0; r < TUNE_ROUNDS && st == MOE_OK; r++)
+    tune_routing(s, M, hids + r * M * s->k, hw + r * M * s->k, (uint64_t)r);
+  TK(cudaMemcpyAsync(ids, hids, np * sizeof(int32_t), cudaMemcpyHostToDevice,
+                     c.st),
      "tuning: upload");
-  TK(cudaMemcpyAsync(w, hw, (size_t)M * s->k * sizeof(float),
-                     cudaMemcpyHostToDevice, c.st),
+  TK(cudaMemcpyAsync(w, hw, np * sizeof(float), cudaMemcpyHostToDevice, c.st),
      "tuning: upload");
   TK(tune_fill(s->dtype, x, M * s->H, c.st), "tuning: fill");
   struct timespec t0, t1;
@@ -290,8 +302,9 @@ extern "C" moe_status sm90_tune_crossover(const moe_shape *s, sm90_run_fn run,
     moe_batch b;
     memset(&b, 0, sizeof b);
     b.x = x;
-    b.ids = (const int32_t *)ids;
-    b.weights = (const float *)w;
+    c.ids = (const int32_t *)ids;
+    c.w = (const float *)w;
+    c.stride = M * s->k;
     b.out = out;
     double r = 0;
     st = tune_measure(s, &c, &b, &r, buf, sizeof buf, msg, n);

@@ -286,6 +286,15 @@ def make_graph(fns):
     return g
 
 
+def warm_graph(g, ms):
+    """Replays g for at least ms milliseconds, untimed: the card's clock
+    then reflects this graph's own load, not the one timed before it."""
+    t0 = time.perf_counter()
+    while (time.perf_counter() - t0) * 1e3 < ms:
+        g.replay()
+        torch.cuda.synchronize()
+
+
 def time_graph(g, reps, nf):
     """Median microseconds per call (nf calls a replay) over reps replays."""
     ts = []
@@ -399,6 +408,11 @@ def main():
                     "then time them in R interleaved rounds (order rotated "
                     "each round) and keep the median round; R <= 1: each "
                     "backend in one block, A B B A (--no-abba: once)")
+    ap.add_argument("--warm-ms", type=float, default=60.0,
+                    help="with rounds: replay each backend's graph this "
+                    "long, untimed, before each of its timed blocks (the "
+                    "clock after a lighter backend runs faster for tens of "
+                    "ms; bench/NOTES.md, cuda-sm90 v23)")
     ap.add_argument("--backends", default="cuda-mma",
                     help="comma-separated; also the variants " +
                     ", ".join(VARIANTS))
@@ -498,6 +512,7 @@ def main():
                     rot = backends[r % len(backends):] + \
                         backends[:r % len(backends)]
                     for bk in (rot[::-1] if r % 2 else rot):
+                        warm_graph(graphs[bk], a.warm_ms)
                         times.setdefault(bk, []).append(
                             time_graph(graphs[bk], rr, len(ws)))
                 for bk in backends:  # the median round

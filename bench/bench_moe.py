@@ -262,6 +262,7 @@ def graph_time(fns, reps):
     """fns: one callable per weight copy; a graph runs them in turn. Returns
     the median microseconds per call over `reps` replays."""
     g = make_graph(fns)
+    warm_graph(g, WARM_MS[0])
     t = time_graph(g, reps, len(fns))
     del g
     return t
@@ -284,6 +285,9 @@ def make_graph(fns):
         g.replay()
     torch.cuda.synchronize()
     return g
+
+
+WARM_MS = [60.0]  # --warm-ms
 
 
 def warm_graph(g, ms):
@@ -409,8 +413,8 @@ def main():
                     "each round) and keep the median round; R <= 1: each "
                     "backend in one block, A B B A (--no-abba: once)")
     ap.add_argument("--warm-ms", type=float, default=60.0,
-                    help="with rounds: replay each backend's graph this "
-                    "long, untimed, before each of its timed blocks (the "
+                    help="replay each graph this long, untimed, before "
+                    "each of its timed blocks (backends and peers; the "
                     "clock after a lighter backend runs faster for tens of "
                     "ms; bench/NOTES.md, cuda-sm90 v23)")
     ap.add_argument("--backends", default="cuda-mma",
@@ -422,6 +426,7 @@ def main():
                     help="NAME=BACKEND:K=V[,K=V...]: a backend run with "
                     "those environment variables, named NAME")
     a = ap.parse_args()
+    WARM_MS[0] = a.warm_ms
     for v in a.variant:
         name, rest = v.split("=", 1)
         base, _, kv = rest.partition(":")

@@ -192,7 +192,9 @@ const char *moe_known_device_name(int i);
 
 /* ---- layer ---- */
 void moe_layer_desc_init(moe_layer_desc *desc);
-/* Validates desc, plans a backend, self-checks it and prepares the weights.
+/* Validates desc, plans a backend, self-checks it and prepares the weights
+ * (on Hopper, a layer with 256 MB of expert weights or more also times
+ * its two GEMM paths, 10-250 ms, once per shape and device).
  * Fails with MOE_ERR_INVALID_ARGUMENT on a bad descriptor, with
  * MOE_ERR_UNSUPPORTED when no backend can serve (the message holds the
  * plan's explanation). */
@@ -201,7 +203,11 @@ moe_status moe_layer_create(moe_context *ctx, const moe_layer_desc *desc,
 void moe_layer_destroy(moe_layer *layer);
 /* Name of the backend that runs this layer, e.g. "cuda-mma". */
 const char *moe_layer_backend(const moe_layer *layer);
-/* The plan the layer was made with, self-check outcomes included. */
+/* The plan the layer was made with, self-check outcomes included; the
+ * chosen row also says what its backend chose at creation (cuda-sm90: the
+ * rows per expert from which its wgmma GEMMs serve, which a layer with
+ * large experts measures on the device when it is created, once per
+ * shape). */
 const moe_plan *moe_layer_plan(const moe_layer *layer);
 
 /* Routing only: logits [M][E] float32 -> topk_ids [M][k], topk_weights

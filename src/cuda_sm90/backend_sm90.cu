@@ -362,11 +362,14 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
     } else if (st != MOE_OK) {
       sm90_destroy(L);
       return st;
-    } else if ((L->crossover = r) != sized) {
-      if ((st = make_mma(L, env, w, r, msg, n)) != MOE_OK) {
-        sm90_destroy(L);
-        return st;
-      }
+    } else {
+      L->crossover = r;
+    }
+    /* the cuda-mma layer, sized for the measurement, to its final size */
+    if (L->crossover != sized &&
+        (st = make_mma(L, env, w, L->crossover, msg, n)) != MOE_OK) {
+      sm90_destroy(L);
+      return st;
     }
   }
   if (L->mma)

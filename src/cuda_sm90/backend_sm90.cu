@@ -316,6 +316,12 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   /* The walk's band (row tiles) and Y's type: knobs for measuring. */
   L->g1.band = L->g2.band = env_int("MOE_SM90_BAND", SM90_BAND, 1, 1 << 16);
   L->g2.y_t = !env_int("MOE_SM90_Y32", 0, 0, 1);
+  /* The epilogues' common tile by bulk copies (epi_fast_sm90.cuh): bit 0
+   * GEMM2, bit 1 GEMM1. */
+  L->g1.epi_bulk = L->g2.epi_bulk = env_int("MOE_SM90_EPI_BULK", 0, 0, 3);
+  /* A last N tile with at most 128 columns inside N: half the W loads and
+   * MMAs (MOE_SM90_HALF_TAIL=0: the full tile). */
+  L->g1.half_tail = L->g2.half_tail = env_int("MOE_SM90_HALF_TAIL", 1, 0, 1);
   /* The GEMMs' walk: CTAs claim tiles from a counter (MOE_SM90_DYN=0:
    * each CTA strides over the list). A warpgroup with no rows in a tile
    * skips its MMAs where H <= 3072 (MOE_SM90_IDLE_SKIP=0 / 1 decides):

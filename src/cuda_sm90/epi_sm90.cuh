@@ -155,6 +155,8 @@ __device__ __forceinline__ void epi_gemm1_direct(const sm90_gemm_args &a,
 struct sm90_rows2 {
   int y[2];
   float rw[2];
+  int yc; /* args.epi_bulk & 1: the Y row this thread copies (thread t < 64
+             of the warpgroup: row t of its 64), -1 none */
 };
 
 __device__ __forceinline__ void epi2_rows_y(const sm90_gemm_args &a,
@@ -169,6 +171,10 @@ __device__ __forceinline__ void epi2_rows_y(const sm90_gemm_args &a,
              : P.out_rows      ? __ldg(P.out_rows + row)
                                : row;
   }
+  const int t = threadIdx.x & 127, row = tl.row0 + c * 64 + t;
+  r.yc = -1;
+  if ((a.epi_bulk & 1) && t < 64 && row < tl.row_end)
+    r.yc = P.out_rows ? __ldg(P.out_rows + row) : row;
 }
 
 __device__ __forceinline__ void
@@ -479,38 +485,5 @@ epi_gemm2_staged(const sm90_gemm_args &a, const sm90_tile &tl,
   }
 }
 
-/* The epilogues the kernel calls. */
-template <class T, int ACT>
-__device__ __forceinline__ void
-epi_gemm1(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
-          int c, unsigned char *stg) {
-#if (defined(SM90_BULK_EPI) && SM90_BULK_EPI == 2) ||                          \
-    (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI == 2)
-  /* staged for the interleaved layout only */
-  if (a.act.gated && !a.p[tl.pi].halves) {
-    epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
-    return;
-  }
-  epi_gemm1_direct<T, ACT>(a, tl, d, c);
-#elif defined(SM90_BULK_EPI) || defined(SM90_STAGED_EPI)
-  epi_gemm1_staged<T, ACT>(a, tl, d, c, stg);
-#else
-  epi_gemm1_direct<T, ACT>(a, tl, d, c);
-#endif
-}
-
-template <class T>
-__device__ __forceinline__ void
-epi_gemm2(const sm90_gemm_args &a, const sm90_tile &tl, const float (&d)[128],
-          int c, unsigned char *stg, const sm90_rows2 &rr) {
-#if (defined(SM90_BULK_EPI) && SM90_BULK_EPI != 2) ||                          \
-    (defined(SM90_STAGED_EPI) && SM90_STAGED_EPI != 2)
-  if (a.y_t) {
-    epi_gemm2_staged<T>(a, tl, d, c, stg);
-    return;
-  }
-#endif
-  epi_gemm2_direct<T>(a, tl, d, rr);
-}
 #endif /* SM90_DEVICE */
 #endif

@@ -38,7 +38,7 @@
  */
 #include "../cuda/common.cuh"
 #include "../cuda/tile_walk.h"
-#include "epi_sm90.cuh"
+#include "epi_fast_sm90.cuh"
 #include "sm90.h"
 
 /* Tile t of the walk (t < total). */
@@ -62,6 +62,14 @@ __device__ __forceinline__ sm90_tile sm90_tile_of(const sm90_gemm_args &a,
     o.row_end = a.p[1].rows;
   }
   return o;
+}
+
+/* Does tile tl have at most 128 columns inside N (and one W box)? */
+__device__ __forceinline__ bool sm90_half_tile(const sm90_gemm_args &a,
+                                               const sm90_tile &tl) {
+  const sm90_problem &P = a.p[tl.pi];
+  return a.half_tail && !(a.act.gated && P.halves) &&
+         P.N - tl.nt * SM90_BN <= SM90_BN / 2;
 }
 
 /* Timing probes, wrong results (bench/NOTES.md): SM90_PROBE 1 loads
@@ -166,17 +174,21 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
           r1 = r0 + SM90_BN / 2;
         }
         const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
+        const bool half = sm90_half_tile(args, tl);
         for (int kt = 0; kt < nk; kt++) {
           mbar_wait(empty + 8 * s, ph ^ 1);
           const uint32_t fb = full + 8 * s;
 #if SM90_PROBE == 1
           mbar_arrive(fb);
 #else
-          mbar_arrive_expect_tx(fb, SM90_STAGE_BYTES);
+          mbar_arrive_expect_tx(fb, half ? SM90_STAGE_BYTES - SM90_B_BYTES / 2
+                                         : SM90_STAGE_BYTES);
           const int k = kt * SM90_BK;
           tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
           tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);
-          tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1, fb);
+          if (!half)
+            tma_load_2d(sB + s * SM90_B_BYTES + SM90_B_BYTES / 2, wm, k, r1,
+                        fb);
 #endif
           if (++s == SM90_STAGES) {
             s = 0;
@@ -240,7 +252,11 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       }
       /* GEMM2: this thread's Y rows (and below, their routing weights),
        * loaded under the MMAs */
-      sm90_rows2 rr = {{-1, -1}, {1.0f, 1.0f}};
+      /* the last N tile with at most 128 columns inside N: columns
+       * 128-255 of d keep stale values, which every epilogue drops (they
+       * are past N) */
+      const bool half = sm90_half_tile(args, tl);
+      sm90_rows2 rr = {{-1, -1}, {1.0f, 1.0f}, -1};
       if (EPI == 2) epi2_rows_y(args, tl, c, rr);
       int prev = -1; /* the stage whose wgmma group may still be running */
       for (int kt = 0; kt < nk; kt++) {
@@ -251,9 +267,15 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         wgmma_fence_acc(d);
         wgmma_fence();
 #if SM90_PROBE != 2
+        if (half) {
 #pragma unroll
-        for (int kk = 0; kk < SM90_BK / 16; kk++)
-          wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+          for (int kk = 0; kk < SM90_BK / 16; kk++)
+            wgmma_m64n128k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+        } else {
+#pragma unroll
+          for (int kk = 0; kk < SM90_BK / 16; kk++)
+            wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
+        }
 #endif
         wgmma_commit();
         if (EPI == 2 && kt == 0) epi2_rows_w(args, tl, rr);

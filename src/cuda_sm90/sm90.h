@@ -107,6 +107,12 @@ typedef struct sm90_gemm_args {
   int y_t;                /* GEMM2: Y rows of T instead of f32 */
   int idle_skip;          /* a warpgroup with no rows in a tile skips its
                              MMAs and epilogue */
+  int half_tail;          /* a tile with at most 128 columns inside N
+                             (its N tile the last, not [gate; up] halves)
+                             loads one W box and runs wgmma m64n128 */
+  int epi_bulk;           /* bit 0: GEMM2's rows of T leave by bulk copies
+                             from the staging tile, bit 1: GEMM1's (the
+                             common tile; epi_fast_sm90.cuh) */
   int *claim;             /* dynamic walk: [0] next tile to claim, [1] CTAs
                              done (both 0 between launches; the last CTA
                              out resets them); NULL: static walk */

@@ -150,6 +150,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   memset(g, 0, sizeof *g);
   int bad = 0;
   bad |= sm90_encode_2d(enc, &g->a[0], bf, L->xp, L->P, H, H, SM90_BM);
+  bad |= sm90_encode_2d(enc, &g->a64[0], bf, L->xp, L->P, H, H, SM90_BM / 2);
   bad |=
       sm90_encode_2d(enc, &g->w[0], bf, w->w13, El * s->N1, H, H, SM90_BN / 2);
   g->p[0].N = s->N1;
@@ -162,6 +163,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   g->p[0].ldo = I;
   if (has_sh) {
     bad |= sm90_encode_2d(enc, &g->a[1], bf, L->xs, L->Mc, H, H, SM90_BM);
+    bad |= sm90_encode_2d(enc, &g->a64[1], bf, L->xs, L->Mc, H, H, SM90_BM / 2);
     bad |= sm90_encode_2d(enc, &g->w[1], bf, w->shared_w13, s->N1s, H, H,
                           SM90_BN / 2);
     g->p[1].N = s->N1s;
@@ -179,6 +181,7 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   g = &L->g2;
   memset(g, 0, sizeof *g);
   bad |= sm90_encode_2d(enc, &g->a[0], bf, L->act, L->P, I, I, SM90_BM);
+  bad |= sm90_encode_2d(enc, &g->a64[0], bf, L->act, L->P, I, I, SM90_BM / 2);
   bad |= sm90_encode_2d(enc, &g->w[0], bf, w->w2, El * H, I, I, SM90_BN / 2);
   g->p[0].N = s->H;
   g->p[0].K = s->I;
@@ -191,6 +194,8 @@ static int make_args(sm90_impl *L, const moe_weights *w, sm90_encode_fn enc) {
   if (has_sh) {
     bad |= sm90_encode_2d(enc, &g->a[1], bf, L->act_sh, L->Mc, s->Is, s->Is,
                           SM90_BM);
+    bad |= sm90_encode_2d(enc, &g->a64[1], bf, L->act_sh, L->Mc, s->Is, s->Is,
+                          SM90_BM / 2);
     bad |= sm90_encode_2d(enc, &g->w[1], bf, w->shared_w2, H, s->Is, s->Is,
                           SM90_BN / 2);
     g->p[1].N = s->H;
@@ -318,10 +323,13 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   L->g2.y_t = !env_int("MOE_SM90_Y32", 0, 0, 1);
   /* The epilogues' common tile by bulk copies (epi_fast_sm90.cuh): bit 0
    * GEMM2, bit 1 GEMM1. */
-  L->g1.epi_bulk = L->g2.epi_bulk = env_int("MOE_SM90_EPI_BULK", 0, 0, 3);
+  L->g1.epi_bulk = L->g2.epi_bulk = env_int("MOE_SM90_EPI_BULK", 3, 0, 3);
   /* A last N tile with at most 128 columns inside N: half the W loads and
    * MMAs (MOE_SM90_HALF_TAIL=0: the full tile). */
   L->g1.half_tail = L->g2.half_tail = env_int("MOE_SM90_HALF_TAIL", 1, 0, 1);
+  /* A row tile with at most 64 rows (an expert's last) loads 64 rows of A
+   * (MOE_SM90_HALF_ROWS=0: 128). */
+  L->g1.half_rows = L->g2.half_rows = env_int("MOE_SM90_HALF_ROWS", 1, 0, 1);
   /* The GEMMs' walk: CTAs claim tiles from a counter (MOE_SM90_DYN=0:
    * each CTA strides over the list). A warpgroup with no rows in a tile
    * skips its MMAs where H <= 3072 (MOE_SM90_IDLE_SKIP=0 / 1 decides):

@@ -157,8 +157,7 @@ epi_gemm1_bulk(const sm90_gemm_args &a, const sm90_tile &tl,
     }
     stg_end(c);
     if (t < nrows) {
-      bulk_store(out + (long long)(rbase + t) * P.ldo + c0 +
-                     p * (SM90_BN / 2),
+      bulk_store(out + (long long)(rbase + t) * P.ldo + c0 + p * (SM90_BN / 2),
                  sm90_smem_addr(stg_at(stg, t, 0)),
                  (uint32_t)(SM90_BN / 2 * sizeof(T)));
       bulk_commit();

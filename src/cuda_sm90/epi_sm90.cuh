@@ -7,8 +7,10 @@
  *
  * Three ways out (sm90.h says which a build uses):
  *   direct            each thread stores its own pairs (a warp store: a
- *                     16-byte piece of eight rows). The default for all
- *                     but GEMM1's interleaved layout.
+ *                     16-byte piece of eight rows). What tiles outside the
+ *                     common one take (bias-free or not: N tails, odd
+ *                     strides, f32 Y); the common tile of both GEMMs goes
+ *                     by bulk copies (epi_fast_sm90.cuh, cuda-sm90 v24).
  *   staged            (-DSM90_STAGED_EPI) each warpgroup writes its results
  *                     as T into its own staging tile in shared memory (64
  *                     rows x 128 values), then copies the tile out in

@@ -17,7 +17,11 @@
  *                 A (128 rows) and two of W (128 rows each) into the next
  *                 ring stage, after the consumers have released it (empty
  *                 barrier), announcing the bytes on the stage's full
- *                 barrier. Its registers are given up (setmaxnreg.dec).
+ *                 barrier. A tile of at most 64 rows (an expert's last)
+ *                 takes a 64-row A box (args.half_rows), and a last N tile
+ *                 with at most 128 columns inside N one W box
+ *                 (args.half_tail; its consumers run m64n128). Its
+ *                 registers are given up (setmaxnreg.dec).
  *   warpgroups 1,2 consumers: rows 0-63 / 64-127 of the tile. Each waits on
  *                 the full barrier, issues 4 wgmma m64n256k16 (BK = 64),
  *                 waits for the previous K step's group (one stays in
@@ -175,14 +179,21 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         }
         const CUtensorMap *am = &args.a[tl.pi], *wm = &args.w[tl.pi];
         const bool half = sm90_half_tile(args, tl);
+        /* a tile of at most 64 rows: 64 rows of A (the second warpgroup's
+         * rows are all past the tile's end; without the idle skip its
+         * MMAs read what the stage held and the epilogue drops them) */
+        const bool a64 = args.half_rows && tl.row_end - tl.row0 <= 64;
+        if (a64) am = &args.a64[tl.pi];
+        const uint32_t bytes = SM90_STAGE_BYTES -
+                               (half ? SM90_B_BYTES / 2 : 0) -
+                               (a64 ? SM90_A_BYTES / 2 : 0);
         for (int kt = 0; kt < nk; kt++) {
           mbar_wait(empty + 8 * s, ph ^ 1);
           const uint32_t fb = full + 8 * s;
 #if SM90_PROBE == 1
           mbar_arrive(fb);
 #else
-          mbar_arrive_expect_tx(fb, half ? SM90_STAGE_BYTES - SM90_B_BYTES / 2
-                                         : SM90_STAGE_BYTES);
+          mbar_arrive_expect_tx(fb, bytes);
           const int k = kt * SM90_BK;
           tma_load_2d(sA + s * SM90_A_BYTES, am, k, tl.row0, fb);
           tma_load_2d(sB + s * SM90_B_BYTES, wm, k, r0, fb);

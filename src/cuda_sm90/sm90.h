@@ -97,6 +97,7 @@ typedef struct sm90_problem {
 
 typedef struct sm90_gemm_args {
   CUtensorMap a[2];       /* A rows [rows][K], box 128 x 64 */
+  CUtensorMap a64[2];     /* the same, box 64 x 64 (half_rows) */
   CUtensorMap w[2];       /* W rows [experts * N][K], box 128 x 64 */
   sm90_problem p[2];      /* 0: routed experts, 1: shared expert */
   const int32_t *tiles;   /* routed row tiles: (expert, first row) */
@@ -107,6 +108,7 @@ typedef struct sm90_gemm_args {
   int y_t;                /* GEMM2: Y rows of T instead of f32 */
   int idle_skip;          /* a warpgroup with no rows in a tile skips its
                              MMAs and epilogue */
+  int half_rows;          /* a tile with at most 64 rows loads 64 of A */
   int half_tail;          /* a tile with at most 128 columns inside N
                              (its N tile the last, not [gate; up] halves)
                              loads one W box and runs wgmma m64n128 */

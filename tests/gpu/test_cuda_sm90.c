@@ -170,25 +170,30 @@ static void test_edges(void **state) {
   c = base, c.name = "f32 Y", c.H = 200, c.I = 72, c.M = 300;
   run_case(&c);
   unsetenv("MOE_SM90_Y32");
-  /* Both epilogues' common tile by bulk copies (MOE_SM90_EPI_BULK): the
-   * presets (every tile common but the N tails), a shape with tails of
-   * both GEMMs (those tiles go direct), an expert of 2000 rows, f16. */
-  setenv("MOE_SM90_EPI_BULK", "3", 1);
-  for (size_t p = 0; p < GPU_N_PRESETS; p++) {
-    c = gpu_presets[p], c.M = quick() ? 120 : 300;
-    run_case(&c);
-  }
-  c = base, c.name = "bulk epilogues, tails", c.H = 520, c.I = 320, c.M = 77;
+  /* The defaults take the bulk epilogues, the half-width last N tile
+   * and 64-row A boxes wherever they apply; the shapes below cover their
+   * edges (tails of both GEMMs, which go direct; an expert of 2000 rows;
+   * f16), and the presets run once more with all three off. */
+  c = base, c.name = "tails of both GEMMs", c.H = 520, c.I = 320, c.M = 77;
   run_case(&c);
-  c.name = "bulk epilogues, plain relu2", c.act = MOE_ACT_RELU2, c.gated = 0;
+  c.name = "tails, plain relu2", c.act = MOE_ACT_RELU2, c.gated = 0;
   run_case(&c);
-  c = base, c.name = "bulk epilogues, one expert", c.H = 256, c.M = 2000;
+  c = base, c.name = "one expert of 2000 rows", c.H = 256, c.M = 2000;
   c.skew = 1;
   run_case(&c);
-  c = base, c.name = "bulk epilogues, f16", c.dt = MOE_DTYPE_F16, c.H = 512;
+  c = base, c.name = "f16, full tiles", c.dt = MOE_DTYPE_F16, c.H = 512;
   c.I = 256, c.M = 90, c.Is = 96;
   run_case(&c);
+  setenv("MOE_SM90_EPI_BULK", "0", 1);
+  setenv("MOE_SM90_HALF_TAIL", "0", 1);
+  setenv("MOE_SM90_HALF_ROWS", "0", 1);
+  for (size_t p = 0; p < GPU_N_PRESETS; p++) {
+    c = gpu_presets[p], c.M = quick() ? 120 : 301;
+    run_case(&c);
+  }
   unsetenv("MOE_SM90_EPI_BULK");
+  unsetenv("MOE_SM90_HALF_TAIL");
+  unsetenv("MOE_SM90_HALF_ROWS");
   if (quick()) return;
   /* The idle skip off, as the layers with H > 3072 run (every test shape
    * here has H <= 3072, so the default skips), and the static walk (each

@@ -324,8 +324,8 @@ static moe_status sm90_create(const moe_backend_env *env, const moe_shape *s,
   /* The epilogues' common tile by bulk copies (epi_fast_sm90.cuh): bit 0
    * GEMM2, bit 1 GEMM1. */
   L->g1.epi_bulk = L->g2.epi_bulk = env_int("MOE_SM90_EPI_BULK", 3, 0, 3);
-  /* A last N tile with at most 128 columns inside N: half the W loads and
-   * MMAs (MOE_SM90_HALF_TAIL=0: the full tile). */
+  /* A last N tile with at most 128 columns inside N: half the W loads
+   * (MOE_SM90_HALF_TAIL=0: both boxes). */
   L->g1.half_tail = L->g2.half_tail = env_int("MOE_SM90_HALF_TAIL", 1, 0, 1);
   /* A row tile with at most 64 rows (an expert's last) loads 64 rows of A
    * (MOE_SM90_HALF_ROWS=0: 128). */

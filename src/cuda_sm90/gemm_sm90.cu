@@ -20,7 +20,8 @@
  *                 barrier. A tile of at most 64 rows (an expert's last)
  *                 takes a 64-row A box (args.half_rows), and a last N tile
  *                 with at most 128 columns inside N one W box
- *                 (args.half_tail; its consumers run m64n128). Its
+ *                 (args.half_tail: the MMAs read what the stage's other
+ *                 half held, past N, and the epilogue drops it). Its
  *                 registers are given up (setmaxnreg.dec).
  *   warpgroups 1,2 consumers: rows 0-63 / 64-127 of the tile. Each waits on
  *                 the full barrier, issues 4 wgmma m64n256k16 (BK = 64),
@@ -263,10 +264,6 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
       }
       /* GEMM2: this thread's Y rows (and below, their routing weights),
        * loaded under the MMAs */
-      /* the last N tile with at most 128 columns inside N: columns
-       * 128-255 of d keep stale values, which every epilogue drops (they
-       * are past N) */
-      const bool half = sm90_half_tile(args, tl);
       sm90_rows2 rr = {{-1, -1}, {1.0f, 1.0f}, -1};
       if (EPI == 2) epi2_rows_y(args, tl, c, rr);
       int prev = -1; /* the stage whose wgmma group may still be running */
@@ -278,15 +275,12 @@ __global__ void __launch_bounds__(SM90_THREADS, 1)
         wgmma_fence_acc(d);
         wgmma_fence();
 #if SM90_PROBE != 2
-        if (half) {
+        /* one wgmma shape in the loop: a branch between two shapes makes
+         * ptxas wait for each wgmma before the next (measured 6-15 %
+         * slower; bench/NOTES.md cuda-sm90 v24) */
 #pragma unroll
-          for (int kk = 0; kk < SM90_BK / 16; kk++)
-            wgmma_m64n128k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
-        } else {
-#pragma unroll
-          for (int kk = 0; kk < SM90_BK / 16; kk++)
-            wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
-        }
+        for (int kk = 0; kk < SM90_BK / 16; kk++)
+          wgmma_m64n256k16<T>(d, da + 2 * kk, db + 2 * kk, (kt | kk) != 0);
 #endif
         wgmma_commit();
         if (EPI == 2 && kt == 0) epi2_rows_w(args, tl, rr);

@@ -111,7 +111,7 @@ typedef struct sm90_gemm_args {
   int half_rows;          /* a tile with at most 64 rows loads 64 of A */
   int half_tail;          /* a tile with at most 128 columns inside N
                              (its N tile the last, not [gate; up] halves)
-                             loads one W box and runs wgmma m64n128 */
+                             loads one W box */
   int epi_bulk;           /* bit 0: GEMM2's rows of T leave by bulk copies
                              from the staging tile, bit 1: GEMM1's (the
                              common tile; epi_fast_sm90.cuh) */

@@ -11,8 +11,7 @@
  * matter times both paths at candidate rows per expert, with random
  * inputs and random distinct experts per token (a binomial spread of rows
  * per expert, as real routing gives; the median of three rounds, each
- * both paths on its own draw, each timed span after ~20 ms of its own
- * path), and keeps the smallest candidate
+ * both paths on its own draw), and keeps the smallest candidate
  * from which the wgmma path wins at every candidate after it. Layers of
  * one shape on one device share the result (a model's MoE layers are
  * measured once).
@@ -33,13 +32,6 @@ static const int tune_cands[] = {32, 40, 48, 56, 64, 72, 80, 96};
 #define TUNE_NCANDS ((int)(sizeof tune_cands / sizeof tune_cands[0]))
 #define TUNE_ROUNDS 3 /* interleaved rounds a candidate, median kept */
 #define TUNE_CALLS 2  /* calls per timed span */
-/* Each timed span follows TUNE_WARM_US of untimed calls of the same path,
- * and the first candidate TUNE_LOAD_US of both: the card's clock under
- * sustained load is lower than after idle or lighter work, for tens of ms,
- * and the paths differ in how much that costs them (bench/NOTES.md,
- * cuda-sm90 v23, v24). */
-#define TUNE_WARM_US 20000.0f
-#define TUNE_LOAD_US 100000.0f
 
 static long long tune_tokens(const moe_shape *s, int rows) {
   return ((long long)rows * s->E + s->k - 1) / s->k;
@@ -197,18 +189,6 @@ static moe_status tune_time(tune_ctx *c, int wgmma, const moe_batch *b,
   return MOE_OK;
 }
 
-/* Untimed calls of one path, about us microseconds at t_call a call. */
-static moe_status tune_warm(tune_ctx *c, int wgmma, const moe_batch *b,
-                            float us, float t_call, char *msg, size_t n) {
-  int calls = t_call > 0.0f ? (int)(us / t_call) + 1 : 1;
-  if (calls > 1000) calls = 1000;
-  for (int i = 0; i < calls; i++) {
-    moe_status st = c->run(c->layer, wgmma, b, c->st, msg, n);
-    if (st != MOE_OK) return st;
-  }
-  return MOE_OK;
-}
-
 static float median3(const float *v) {
   const float a = v[0], b = v[1], c = v[2];
   return fmaxf(fminf(a, b), fminf(fmaxf(a, b), c));
@@ -229,24 +209,18 @@ static moe_status tune_measure(const moe_shape *s, tune_ctx *c, moe_batch *b,
       break;
     }
     b->M = (int)M;
-    float t[2][TUNE_ROUNDS], w[2];
+    float t[2][TUNE_ROUNDS], w;
     moe_status st;
     b->ids = c->ids;
     b->weights = c->w;
-    for (int p = 0; p < 2; p++) /* both paths at this size, once */
-      if ((st = tune_time(c, p, b, &w[p], msg, n)) != MOE_OK) return st;
-    if (i == 0) /* the card under load before anything is timed */
-      for (int p = 0; p < 2; p++)
-        if ((st = tune_warm(c, p, b, TUNE_LOAD_US / 2, w[p], msg, n)) != MOE_OK)
-          return st;
+    for (int p = 0; p < 2; p++) /* warm both paths at this size */
+      if ((st = tune_time(c, p, b, &w, msg, n)) != MOE_OK) return st;
     for (int r = 0; r < TUNE_ROUNDS; r++)
       for (int q = 0; q < 2; q++) {
         b->ids = c->ids + r * c->stride;
         b->weights = c->w + r * c->stride;
         const int p = (r & 1) ? 1 - q : q;
-        if ((st = tune_warm(c, p, b, TUNE_WARM_US, w[p], msg, n)) != MOE_OK ||
-            (st = tune_time(c, p, b, &t[p][r], msg, n)) != MOE_OK)
-          return st;
+        if ((st = tune_time(c, p, b, &t[p][r], msg, n)) != MOE_OK) return st;
       }
     float qr[TUNE_ROUNDS]; /* each round: both paths on one draw */
     for (int r = 0; r < TUNE_ROUNDS; r++)

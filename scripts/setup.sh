@@ -41,3 +41,14 @@ if command -v python3 >/dev/null 2>&1; then
     python3 -m pip install -q "${need_py[@]}"
   fi
 fi
+
+# cuobjdump and nvdisasm, for the ctest sm90_sass (bench/check_hgmma.sh reads
+# the Hopper kernels' SASS): a CUDA toolkit without them gets the PyPI ones.
+if command -v nvcc >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 &&
+  ! command -v cuobjdump >/dev/null 2>&1 &&
+  [ ! -x "$(dirname "$(command -v nvcc)")/cuobjdump" ] &&
+  ! python3 -c 'import nvidia, os, sys; sys.exit(0 if any(os.path.exists(os.path.join(p, "cu13", "bin", "nvdisasm")) for p in nvidia.__path__) else 1)' >/dev/null 2>&1; then
+  echo "setup: installing Python packages: nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm"
+  python3 -m pip install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm ||
+    echo "setup: no cuobjdump from PyPI; the ctest sm90_sass will skip"
+fi

@@ -16,4 +16,12 @@ if(MOE_HAVE_CUDA_SM90)
                LABELS gpu nosan)
   target_compile_definitions(test_cuda_sm90 PRIVATE MOE_HAVE_CUDA_SM90=1)
   set_tests_properties(test_cuda_sm90 PROPERTIES SKIP_RETURN_CODE 77)
+  # The GEMM kernels' sm_90a SASS (no GPU needed): HGMMA, TMA, register
+  # hand-over, no spills, and the wgmmas pipelined (bench/check_hgmma.sh;
+  # skips where cuobjdump / nvdisasm are missing: scripts/setup.sh installs
+  # them from PyPI).
+  add_test(NAME sm90_sass COMMAND bash ${CMAKE_SOURCE_DIR}/bench/check_hgmma.sh)
+  set_tests_properties(sm90_sass PROPERTIES
+    ENVIRONMENT "HGMMA_OBJ_DIR=${CMAKE_BINARY_DIR}"
+    SKIP_RETURN_CODE 2 LABELS "nosan" TIMEOUT 300)
 endif()

@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -422,6 +423,11 @@ def main():
                     ", ".join(VARIANTS))
     ap.add_argument("--ab-pdl", action="store_true",
                     help="also time M <= 256 with MOE_CUDA_PDL=1")
+    ap.add_argument("--seed-per-point", action="store_true",
+                    help="draw each preset's weights and each point's "
+                    "inputs and logits from a seed of their own (preset "
+                    "name, tokens), so that a run of a few points routes "
+                    "them as a run of all of them does")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=BACKEND:K=V[,K=V...]: a backend run with "
                     "those environment variables, named NAME")
@@ -454,6 +460,8 @@ def main():
     tokens = [int(t) for t in a.tokens.split(",")]
     for name in a.presets.split(","):
         p = PRESETS[name]
+        if a.seed_per_point:
+            torch.manual_seed(zlib.crc32(name.encode()))
         ws = [make_weights(p), make_weights(p)]
         maxm = max(tokens)
         backends = a.backends.split(",")
@@ -469,6 +477,8 @@ def main():
             layers_nopdl = [moe.layer(p, w, min(maxm, 256)) for w in ws]
             os.environ.pop("MOE_CUDA_PDL")
         for M in tokens:
+            if a.seed_per_point:
+                torch.manual_seed(zlib.crc32(("%s:%d" % (name, M)).encode()))
             x = torch.randn(M, p["H"], dtype=torch.bfloat16, device="cuda")
             logits = torch.randn(M, p["E"], device="cuda")
             outs = [torch.empty_like(x) for _ in ws]

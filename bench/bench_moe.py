@@ -427,7 +427,7 @@ def main():
                     help="draw each preset's weights and each point's "
                     "inputs and logits from a seed of their own (preset "
                     "name, tokens), so that a run of a few points routes "
-                    "them as a run of all of them does")
+                    "them as every run with this flag does")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=BACKEND:K=V[,K=V...]: a backend run with "
                     "those environment variables, named NAME")
